@@ -1,0 +1,79 @@
+//! `ess-router`: check a configuration file, or serve with it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ess_router::config::Settings;
+use ess_router::server::{self, ProcessOptions};
+
+#[derive(Parser)]
+#[command(name = "ess-router", version, about = "Edge router for Element Server Suite")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a configuration file and exit.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Serve with a configuration file.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Take the listening sockets over from a running ess-router, which is then told to
+        /// stop with SIGQUIT.
+        #[arg(long)]
+        upgrade: bool,
+        /// Where the running process hands its sockets over during an upgrade.
+        #[arg(long, default_value = "/tmp/ess-router.upgrade.sock")]
+        upgrade_sock: PathBuf,
+        #[arg(long, default_value = "/tmp/ess-router.pid")]
+        pid_file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match Settings::load(&config) {
+            Ok(settings) => {
+                println!(
+                    "{}: ok ({} pools)",
+                    config.display(),
+                    settings.pools.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ess-router: error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run {
+            config,
+            upgrade,
+            upgrade_sock,
+            pid_file,
+        } => {
+            let settings = match Settings::load(&config) {
+                Ok(settings) => settings,
+                Err(e) => {
+                    eprintln!("ess-router: error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            ess_router::logging::init();
+            let process = ProcessOptions {
+                upgrade,
+                upgrade_sock,
+                pid_file,
+            };
+            server::build(settings, &process).run_forever()
+        }
+    }
+}

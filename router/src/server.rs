@@ -1,0 +1,81 @@
+//! Assembles the Pingora server: one proxy service per configured listener, the health
+//! checker and discovery in the background.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pingora::prelude::{background_service, Opt};
+use pingora::proxy::http_proxy_service_with_name;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+
+use crate::config::Settings;
+use crate::discovery::{self, Discovery};
+use crate::health::HealthChecker;
+use crate::proxy::{Frontend, Listener};
+use crate::state::{Router, Shared};
+
+/// Process-level options that are not part of the configuration file.
+#[derive(Debug, Clone)]
+pub struct ProcessOptions {
+    /// Take the listening sockets over from a running ess-router (graceful upgrade).
+    pub upgrade: bool,
+    pub upgrade_sock: PathBuf,
+    pub pid_file: PathBuf,
+}
+
+pub fn build(settings: Settings, process: &ProcessOptions) -> Server {
+    let conf = ServerConf {
+        threads: if settings.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            settings.threads
+        },
+        grace_period_seconds: Some(settings.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(settings.drain_timeout.as_secs()),
+        upgrade_sock: process.upgrade_sock.display().to_string(),
+        pid_file: process.pid_file.display().to_string(),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: process.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+    let conf = server.configuration.clone();
+
+    let listeners = settings.listeners;
+    let router = Router::new(settings);
+    let needs_dns = discovery::apply_literals(&router);
+    let shared = Shared::new(router);
+
+    for (listener, addr) in [
+        (Listener::Synapse, listeners.synapse),
+        (Listener::Blackhole, listeners.blackhole),
+        (Listener::WellKnown, listeners.well_known),
+        (Listener::Metrics, listeners.metrics),
+        (Listener::Startup, listeners.startup),
+    ] {
+        let Some(addr) = addr else { continue };
+        let frontend = Frontend {
+            listener,
+            shared: shared.clone(),
+        };
+        let mut service = http_proxy_service_with_name(&conf, frontend, listener.frontend());
+        service.add_tcp(&addr.to_string());
+        tracing::info!(frontend = listener.frontend(), %addr, "listening");
+        server.add_service(service);
+    }
+
+    server.add_service(background_service(
+        "health checks",
+        HealthChecker {
+            shared: shared.clone(),
+        },
+    ));
+    if needs_dns {
+        server.add_service(background_service("discovery", Discovery { shared: Arc::clone(&shared) }));
+    }
+    server
+}
