@@ -1,1 +1,132 @@
-fn main() {}
+//! The `essctl` command line: parses arguments, runs one verb of the library, prints the
+//! result to stdout and any error as one line on stderr.
+#![forbid(unsafe_code)]
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use essctl::deployment::Deployment;
+use essctl::secret_source::Resolver;
+use essctl::vault::VaultSession;
+use essctl::{render, secrets, stack};
+
+/// Element Server Suite on one Docker host.
+#[derive(Parser)]
+#[command(name = "essctl", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a deployment file and report what it describes.
+    Check {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Generate missing secrets and fetch the external ones; report each by name.
+    Secrets {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Write every service's configuration under DIR (the secrets must exist).
+    Render {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ESSCTL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("essctl: error: {}", chain(error.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Failure = Box<dyn Error + Send + Sync>;
+
+fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Check { config } => check(&config),
+        Command::Secrets { config } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(secrets_verb(&config))
+        }
+        Command::Render { config, out } => render_verb(&config, &out),
+    }
+}
+
+fn check(config: &Path) -> Result<(), Failure> {
+    let d = Deployment::load(config)?;
+    let services = stack::services(&d);
+    println!(
+        "{}: ok: {} edition, server name {}, {} federation reader(s), {} services",
+        config.display(),
+        d.edition.as_str(),
+        d.server_name,
+        d.synapse.federation_readers,
+        services.len()
+    );
+    Ok(())
+}
+
+async fn secrets_verb(config: &Path) -> Result<(), Failure> {
+    let d = Deployment::load(config)?;
+
+    let mut session = match &d.vault {
+        Some(settings) if d.uses_vault() => {
+            Some(VaultSession::connect(settings, |name| std::env::var(name).ok()).await?)
+        }
+        _ => None,
+    };
+
+    let mut report = secrets::ensure_generated(d.secrets_dir())?;
+    let mut resolver = Resolver::new(session.as_mut());
+    report.extend(secrets::fetch_external(&d, &mut resolver).await?);
+    for line in report {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn render_verb(config: &Path, out: &Path) -> Result<(), Failure> {
+    let d = Deployment::load(config)?;
+    let rendered = render::render(&d)?;
+    let written = rendered.write(out)?;
+    for path in &written {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// `cause: cause: cause` on one line, from the outermost error inwards.
+fn chain(error: &(dyn Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text.replace('\n', " ")
+}
