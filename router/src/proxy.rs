@@ -125,6 +125,15 @@ impl ProxyHttp for Frontend {
         modules.add_module(pingora::modules::http::compression::ResponseCompressionBuilder::enable(0));
     }
 
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        // The compression module reads Accept-Encoding only while enabled, and runs right
+        // after this phase: enable it for Synapse traffic, decide per response later.
+        if self.listener == Listener::Synapse {
+            set_gzip(session, GZIP_LEVEL);
+        }
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let router = self.shared.router.load_full();
         session.set_keepalive(Some(router.settings.timeouts.client_idle.as_secs()));
@@ -138,6 +147,7 @@ impl ProxyHttp for Frontend {
         let answered = match answer {
             Some(answer) => {
                 ctx.generated = Some(answer.termination());
+                set_gzip(session, 0);
                 answer.send(session).await?;
                 true
             }
@@ -263,13 +273,8 @@ impl ProxyHttp for Frontend {
             response.append_header("Strict-Transport-Security", "max-age=31536000")?;
         }
         response.insert_header("Permissions-Policy", "interest-cohort=()")?;
-        if compressible(response) {
-            if let Some(compression) = session
-                .downstream_modules_ctx
-                .get_mut::<ResponseCompression>()
-            {
-                compression.adjust_level(GZIP_LEVEL);
-            }
+        if !compressible(response) {
+            set_gzip(session, 0);
         }
         Ok(())
     }
@@ -284,7 +289,10 @@ impl ProxyHttp for Frontend {
             {
                 0
             }
-            _ => answer.send(session).await.unwrap_or(0),
+            _ => {
+                set_gzip(session, 0);
+                answer.send(session).await.unwrap_or(0)
+            }
         };
         FailToProxy {
             error_code: code,
@@ -460,6 +468,17 @@ fn startup<'r>(req: &RequestHeader, router: &'r Router) -> Answer<'r> {
     }
 }
 
+/// Level 0 turns the downstream compression module off for this response.
+fn set_gzip(session: &mut Session, level: u32) {
+    if let Some(compression) = session
+        .downstream_modules_ctx
+        .get_mut::<ResponseCompression>()
+    {
+        compression.adjust_level(level);
+    }
+}
+
+/// The chart's `compression type` list, for responses not encoded already.
 fn compressible(response: &ResponseHeader) -> bool {
     if response.headers.contains_key("content-encoding") {
         return false;

@@ -26,7 +26,7 @@ pub fn cargo_bin(name: &str) -> PathBuf {
     if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--bin", name]);
+        cmd.args(["build", "--quiet", "--workspace", "--bin", name]);
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             cmd.arg("--release");
         }
@@ -54,3 +54,6 @@ pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) {
         std::thread::sleep(Duration::from_millis(25));
     }
 }
+
+pub mod http;
+pub mod processes;
