@@ -44,11 +44,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Libraries (vaultrs, rustify) log every failed request at ERROR; essctl reports the
+    // failure itself, once, so only its own warnings show unless ESSCTL_LOG asks for more.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ESSCTL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("essctl=warn")),
         )
         .init();
 
