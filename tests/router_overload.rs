@@ -157,7 +157,7 @@ fn connect_failures_with_nowhere_else_to_go_are_429() {
     router.wait_ready(200);
     assert_unavailable(&get(router.ports.synapse, "/_matrix/client/v3/pushrules/"));
     let log = router.wait_for_log(" 429 ", 1);
-    assert!(log.contains(" 3 {"), "three retries before giving up: {log}");
+    assert!(log.contains(" sC-- 3 {"), "three retries before giving up: {log}");
 }
 
 #[test]

@@ -180,15 +180,30 @@ impl Answer<'_> {
         }
     }
 
-    /// HAProxy's two-letter termination state for the access log.
+    /// HAProxy's two-letter termination state of an answer made before any server was
+    /// tried: denied by the proxy, or answered locally.
     pub fn termination(&self) -> &'static str {
         match self {
-            Answer::Unavailable => "sQ",
-            Answer::Status(504) => "sH",
-            Answer::Status(502) => "SH",
-            Answer::Status(400) => "CR",
-            Answer::Blocked | Answer::AdminForbidden => "PR",
+            Answer::Blocked | Answer::AdminForbidden | Answer::Status(405) => "PR",
             _ => "LR",
+        }
+    }
+
+    /// HAProxy's termination state of a request that failed on its way to Synapse.
+    pub fn termination_of(e: &Error) -> &'static str {
+        match e.etype() {
+            ErrorType::Custom(QUEUE_TIMEOUT) => "sQ",
+            ErrorType::Custom(NO_LIVE_SERVER) => "SC",
+            ErrorType::ConnectTimedout
+            | ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError => "sC",
+            ErrorType::ReadTimedout if e.esource() == &ErrorSource::Upstream => "sH",
+            _ => match e.esource() {
+                ErrorSource::Upstream => "SH",
+                ErrorSource::Downstream => "CD",
+                _ => "PR",
+            },
         }
     }
 }

@@ -281,7 +281,7 @@ impl ProxyHttp for Frontend {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let answer = Answer::from_error(e);
-        ctx.generated = Some(answer.termination());
+        ctx.generated = Some(Answer::termination_of(e));
         let code = match e.etype() {
             // The client went away: nobody to answer.
             ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
@@ -349,7 +349,8 @@ impl ProxyHttp for Frontend {
             status,
             bytes: session.body_bytes_sent(),
             termination: ctx.generated.unwrap_or("--"),
-            retries: ctx.connect_failures,
+            // The failure after the last retry is not itself retried.
+            retries: ctx.connect_failures.min(3),
             host: header("host"),
             x_forwarded_for: header("x-forwarded-for"),
             user_agent: header("user-agent"),
