@@ -14,6 +14,7 @@ pub struct File {
     pub timeouts: Option<Timeouts>,
     pub access_log: Option<String>,
     pub access: Option<Access>,
+    pub discovery: Option<Discovery>,
     pub synapse: Synapse,
     pub well_known: Option<WellKnown>,
 }
@@ -42,6 +43,14 @@ pub struct Timeouts {
     pub request_headers: Option<String>,
     pub client_idle: Option<String>,
     pub server: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Discovery {
+    pub interval: Option<String>,
+    pub hold: Option<String>,
+    pub family: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

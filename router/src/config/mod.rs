@@ -51,6 +51,7 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     /// `None`: the admin API is not restricted.
     pub admin_allow: Option<Vec<IpNet>>,
+    pub discovery: DiscoverySettings,
     pub mas: bool,
     pub ess_version: Bytes,
     /// One entry per configured pool, main first, then the chart's (alphabetical) order.
@@ -73,6 +74,32 @@ pub struct Timeouts {
     pub request_headers: Duration,
     pub client_idle: Duration,
     pub server: Duration,
+}
+
+/// How servers given as DNS names are followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiscoverySettings {
+    /// How often names are resolved again.
+    pub interval: Duration,
+    /// How long the last good answer is kept while DNS fails.
+    pub hold: Duration,
+    /// The one address family that is used.
+    pub family: AddressFamily,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressFamily {
+    Ipv4,
+    Ipv6,
+}
+
+impl AddressFamily {
+    pub fn accepts(self, addr: &SocketAddr) -> bool {
+        match self {
+            AddressFamily::Ipv4 => addr.is_ipv4(),
+            AddressFamily::Ipv6 => addr.is_ipv6(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +265,7 @@ impl Checker<'_> {
             .map(|list| self.networks("access.admin_allow", &list))
             .transpose()?;
 
+        let discovery = self.discovery(raw.discovery.unwrap_or_default())?;
         let ess_version = match raw.synapse.ess_version {
             Some(doc) => self.document("synapse.ess_version", doc)?,
             None => Bytes::from(format!(
@@ -258,10 +286,29 @@ impl Checker<'_> {
             access_log,
             trusted_proxies,
             admin_allow,
+            discovery,
             mas: raw.synapse.mas,
             ess_version,
             pools,
             well_known,
+        })
+    }
+
+    fn discovery(&self, raw: file::Discovery) -> Result<DiscoverySettings, ConfigError> {
+        let family = match raw.family.as_deref() {
+            None | Some("ipv4") => AddressFamily::Ipv4,
+            Some("ipv6") => AddressFamily::Ipv6,
+            Some(other) => {
+                return Err(self.err(
+                    "discovery.family",
+                    format!("expected `ipv4` or `ipv6`, found `{other}`"),
+                ))
+            }
+        };
+        Ok(DiscoverySettings {
+            interval: self.duration("discovery.interval", raw.interval, 1)?,
+            hold: self.duration("discovery.hold", raw.hold, 600)?,
+            family,
         })
     }
 
