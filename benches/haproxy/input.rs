@@ -334,7 +334,9 @@ mod raw {
         pub access: Option<Access>,
         pub synapse: Synapse,
         pub well_known: Option<WellKnown>,
-        // Nothing in HAProxy follows from these.
+        // Nothing in HAProxy follows from these; DNS names are resolved once, at start.
+        #[serde(rename = "discovery")]
+        pub _discovery: Option<serde_yaml_ng::Value>,
         #[serde(rename = "shutdown")]
         pub _shutdown: Option<serde_yaml_ng::Value>,
         #[serde(rename = "access_log")]
