@@ -14,7 +14,13 @@ const REGISTRY_PASSWORD: &str = "registry-password-from-openbao";
 
 fn seeded_bao() -> Bao {
     let bao = Bao::start();
-    bao.ok(&["kv", "put", "-mount=secret", "ess/oidc", &format!("client_secret={OIDC_SECRET}")]);
+    bao.ok(&[
+        "kv",
+        "put",
+        "-mount=secret",
+        "ess/oidc",
+        &format!("client_secret={OIDC_SECRET}"),
+    ]);
     bao.ok(&[
         "kv",
         "put",
@@ -50,7 +56,11 @@ fn secrets(config: &Path, env: &[(&str, &str)]) -> std::process::Output {
 }
 
 fn assert_fetched(dir: &Path, output: &std::process::Output) {
-    assert!(output.status.success(), "essctl secrets failed: {}", stderr(output));
+    assert!(
+        output.status.success(),
+        "essctl secrets failed: {}",
+        stderr(output)
+    );
     let report = stdout(output);
     let stored = fs::read_to_string(dir.join("secrets/UPSTREAM_OIDC_CLIENT_SECRET")).unwrap();
     assert_eq!(stored, OIDC_SECRET);
@@ -58,10 +68,19 @@ fn assert_fetched(dir: &Path, output: &std::process::Output) {
         report.contains("written    UPSTREAM_OIDC_CLIENT_SECRET (from Vault mount (default), path ess/oidc, key client_secret)"),
         "{report}"
     );
-    assert!(report.contains("readable   registry oci.element.io username"), "{report}");
-    assert!(report.contains("readable   registry oci.element.io password"), "{report}");
+    assert!(
+        report.contains("readable   registry oci.element.io username"),
+        "{report}"
+    );
+    assert!(
+        report.contains("readable   registry oci.element.io password"),
+        "{report}"
+    );
     for value in [OIDC_SECRET, REGISTRY_PASSWORD, "ess-pull"] {
-        assert!(!report.contains(value), "the report shows a value: {report}");
+        assert!(
+            !report.contains(value),
+            "the report shows a value: {report}"
+        );
     }
 }
 
@@ -81,9 +100,17 @@ fn a_token_from_vault_token_reads_the_oidc_secret_and_registry_credentials() {
 fn bao_addr_and_bao_token_work_when_the_file_names_no_address() {
     let bao = seeded_bao();
     let dir = tempfile::tempdir().unwrap();
-    let config = deployment(dir.path(), "vault:\n  auth:\n    method: token\n", "ess/oidc", "client_secret");
+    let config = deployment(
+        dir.path(),
+        "vault:\n  auth:\n    method: token\n",
+        "ess/oidc",
+        "client_secret",
+    );
 
-    let out = secrets(&config, &[("BAO_ADDR", &bao.address), ("BAO_TOKEN", &bao.root_token)]);
+    let out = secrets(
+        &config,
+        &[("BAO_ADDR", &bao.address), ("BAO_TOKEN", &bao.root_token)],
+    );
 
     assert_fetched(dir.path(), &out);
 }
@@ -93,11 +120,25 @@ fn approle(bao: &Bao) -> (String, String) {
     bao.ok(&["auth", "enable", "approle"]);
     let policy_dir = tempfile::tempdir().unwrap();
     let policy = policy_dir.path().join("ess-read.hcl");
-    fs::write(&policy, "path \"secret/data/ess/*\" {\n  capabilities = [\"read\"]\n}\n").unwrap();
+    fs::write(
+        &policy,
+        "path \"secret/data/ess/*\" {\n  capabilities = [\"read\"]\n}\n",
+    )
+    .unwrap();
     bao.ok(&["policy", "write", "ess-read", policy.to_str().unwrap()]);
-    bao.ok(&["write", "auth/approle/role/essctl", "token_policies=ess-read", "token_ttl=10m"]);
+    bao.ok(&[
+        "write",
+        "auth/approle/role/essctl",
+        "token_policies=ess-read",
+        "token_ttl=10m",
+    ]);
     let role_id = bao.ok(&["read", "-field=role_id", "auth/approle/role/essctl/role-id"]);
-    let secret_id = bao.ok(&["write", "-f", "-field=secret_id", "auth/approle/role/essctl/secret-id"]);
+    let secret_id = bao.ok(&[
+        "write",
+        "-f",
+        "-field=secret_id",
+        "auth/approle/role/essctl/secret-id",
+    ]);
     (role_id, secret_id)
 }
 
@@ -113,9 +154,20 @@ fn an_approle_login_reads_the_oidc_secret_and_registry_credentials() {
     let bao = seeded_bao();
     let (role_id, secret_id) = approle(&bao);
     let dir = tempfile::tempdir().unwrap();
-    let config = deployment(dir.path(), &approle_vault(&bao), "ess/oidc", "client_secret");
+    let config = deployment(
+        dir.path(),
+        &approle_vault(&bao),
+        "ess/oidc",
+        "client_secret",
+    );
 
-    let out = secrets(&config, &[("ESS_TEST_ROLE_ID", &role_id), ("ESS_TEST_SECRET_ID", &secret_id)]);
+    let out = secrets(
+        &config,
+        &[
+            ("ESS_TEST_ROLE_ID", &role_id),
+            ("ESS_TEST_SECRET_ID", &secret_id),
+        ],
+    );
 
     assert_fetched(dir.path(), &out);
 }
@@ -125,11 +177,19 @@ fn a_wrong_approle_secret_id_is_a_refused_login() {
     let bao = seeded_bao();
     let (role_id, _) = approle(&bao);
     let dir = tempfile::tempdir().unwrap();
-    let config = deployment(dir.path(), &approle_vault(&bao), "ess/oidc", "client_secret");
+    let config = deployment(
+        dir.path(),
+        &approle_vault(&bao),
+        "ess/oidc",
+        "client_secret",
+    );
 
     let err = one_line_error(&secrets(
         &config,
-        &[("ESS_TEST_ROLE_ID", &role_id), ("ESS_TEST_SECRET_ID", "not-the-secret-id")],
+        &[
+            ("ESS_TEST_ROLE_ID", &role_id),
+            ("ESS_TEST_SECRET_ID", "not-the-secret-id"),
+        ],
     ));
 
     assert!(err.contains("AppRole login at mount approle"), "{err}");
@@ -147,7 +207,10 @@ fn a_missing_path_names_mount_path_and_key() {
     let err = one_line_error(&secrets(&config, &[("VAULT_TOKEN", &bao.root_token)]));
 
     assert!(err.contains("mas.upstream_oidc.client_secret"), "{err}");
-    assert!(err.contains("mount secret, path ess/nowhere, key client_secret: no such path"), "{err}");
+    assert!(
+        err.contains("mount secret, path ess/nowhere, key client_secret: no such path"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -159,7 +222,10 @@ fn a_missing_key_names_mount_path_and_key_but_not_the_secret() {
 
     let err = one_line_error(&secrets(&config, &[("VAULT_TOKEN", &bao.root_token)]));
 
-    assert!(err.contains("mount secret, path ess/oidc, key clientsecret: no such key"), "{err}");
+    assert!(
+        err.contains("mount secret, path ess/oidc, key clientsecret: no such key"),
+        "{err}"
+    );
     assert!(!err.contains(OIDC_SECRET), "{err}");
 }
 
@@ -172,7 +238,10 @@ fn a_wrong_token_is_permission_denied() {
 
     let err = one_line_error(&secrets(&config, &[("VAULT_TOKEN", "not-a-valid-token")]));
 
-    assert!(err.contains("mount secret, path ess/oidc, key client_secret: permission denied"), "{err}");
+    assert!(
+        err.contains("mount secret, path ess/oidc, key client_secret: permission denied"),
+        "{err}"
+    );
     assert!(!err.contains("not-a-valid-token"), "{err}");
 }
 
@@ -188,15 +257,26 @@ fn a_stopped_server_is_unreachable() {
     let err = one_line_error(&secrets(&config, &[("VAULT_TOKEN", &token)]));
 
     assert!(err.contains(&format!("Vault at {}", bao.address)), "{err}");
-    assert!(err.contains("mount secret, path ess/oidc, key client_secret: server unreachable"), "{err}");
+    assert!(
+        err.contains("mount secret, path ess/oidc, key client_secret: server unreachable"),
+        "{err}"
+    );
 }
 
 #[test]
 fn no_token_anywhere_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
-    let config = deployment(dir.path(), "vault:\n  address: http://127.0.0.1:9\n", "ess/oidc", "client_secret");
+    let config = deployment(
+        dir.path(),
+        "vault:\n  address: http://127.0.0.1:9\n",
+        "ess/oidc",
+        "client_secret",
+    );
 
     let err = one_line_error(&secrets(&config, &[]));
 
-    assert_eq!(err, "essctl: error: no Vault token: set VAULT_TOKEN or BAO_TOKEN");
+    assert_eq!(
+        err,
+        "essctl: error: no Vault token: set VAULT_TOKEN or BAO_TOKEN"
+    );
 }

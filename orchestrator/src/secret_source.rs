@@ -148,7 +148,13 @@ pub enum SourceError {
     #[error("a Vault source is used but the deployment file has no `vault` section")]
     NoVault,
     #[error(transparent)]
-    Vault(#[from] VaultError),
+    Vault(Box<VaultError>),
+}
+
+impl From<VaultError> for SourceError {
+    fn from(error: VaultError) -> Self {
+        SourceError::Vault(Box::new(error))
+    }
 }
 
 /// Looks secret values up, reusing one Vault login for all of them.

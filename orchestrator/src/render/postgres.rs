@@ -57,8 +57,10 @@ fn init_script() -> Vec<u8> {
     let mut script = String::from(
         "#!/bin/sh\n\
          # Written by essctl. Run by the postgres image from /docker-entrypoint-initdb.d when\n\
-         # its data directory is new: one database and owner role per service.\n\
-         set -eu\n\n",
+         # its data directory is new: one database and owner role per service. The image\n\
+         # sources scripts that are not executable, so this one sets no shell options beyond\n\
+         # the entrypoint's own `-e`.\n\
+         set -e\n\n",
     );
     script.push_str(ENSURE_DATABASE);
     script.push('\n');
