@@ -51,6 +51,8 @@ pub struct Discovery {
     pub interval: Option<String>,
     pub hold: Option<String>,
     pub family: Option<String>,
+    #[serde(default)]
+    pub nameservers: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -77,7 +77,7 @@ pub struct Timeouts {
 }
 
 /// How servers given as DNS names are followed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoverySettings {
     /// How often names are resolved again.
     pub interval: Duration,
@@ -85,6 +85,9 @@ pub struct DiscoverySettings {
     pub hold: Duration,
     /// The one address family that is used.
     pub family: AddressFamily,
+    /// DNS servers to ask; empty: the system's (`/etc/resolv.conf`, which holds Docker's
+    /// embedded DNS inside a container and the cluster DNS on Kubernetes).
+    pub nameservers: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,31 +111,50 @@ pub enum AccessLogFormat {
     Json,
 }
 
-/// A server as configured: an address literal or a DNS name with a port.
+/// A server as configured.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServerSpec {
-    pub host: String,
-    pub port: u16,
+pub enum ServerSpec {
+    /// An address literal, used as written: `10.0.0.5:8008`, `[fd00::5]:8008`.
+    Addr(SocketAddr),
+    /// A name whose A (or AAAA) records are the servers, all on `port`: a docker compose
+    /// service name resolves to every replica.
+    Host { name: String, port: u16 },
+    /// An SRV record name, `_service._tcp.name`: targets and ports come from the answer, as
+    /// on Kubernetes headless services.
+    Srv(String),
 }
 
 impl ServerSpec {
-    /// The address when `host` is an IP literal; names need resolving.
+    /// The address when the server is an address literal; names need resolving.
     pub fn literal(&self) -> Option<SocketAddr> {
-        self.host
-            .parse::<IpAddr>()
-            .ok()
-            .map(|ip| SocketAddr::new(ip, self.port))
+        match self {
+            ServerSpec::Addr(addr) => Some(*addr),
+            ServerSpec::Host { .. } | ServerSpec::Srv(_) => None,
+        }
     }
 }
 
 impl fmt::Display for ServerSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
+        match self {
+            ServerSpec::Addr(addr) => write!(f, "{addr}"),
+            ServerSpec::Host { name, port } => write!(f, "{name}:{port}"),
+            ServerSpec::Srv(name) => f.write_str(name),
         }
     }
+}
+
+/// A DNS name as servers are written: dot-separated labels of letters, digits, `-` and `_`
+/// (docker compose names may hold `_`), without the root's trailing dot.
+fn valid_name(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(valid_label)
+}
+
+fn valid_label(label: &str) -> bool {
+    (1..=63).contains(&label.len())
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 #[derive(Debug, Clone)]
@@ -305,10 +327,34 @@ impl Checker<'_> {
                 ))
             }
         };
+        let nameservers = raw
+            .nameservers
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                // A bare address means DNS's own port.
+                text.parse::<SocketAddr>()
+                    .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .map_err(|_| {
+                        self.err(
+                            format!("discovery.nameservers[{i}]"),
+                            format!(
+                                "expected an address like 10.0.0.10, 127.0.0.1:5353 or \
+                                 [fd00::10]:53, found `{text}`"
+                            ),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let interval = self.duration("discovery.interval", raw.interval, 1)?;
+        if interval.is_zero() {
+            return Err(self.err("discovery.interval", "expected more than 0s"));
+        }
         Ok(DiscoverySettings {
-            interval: self.duration("discovery.interval", raw.interval, 1)?,
+            interval,
             hold: self.duration("discovery.hold", raw.hold, 600)?,
             family,
+            nameservers,
         })
     }
 
@@ -545,29 +591,54 @@ impl Checker<'_> {
     }
 
     fn server(&self, key: &str, text: &str) -> Result<ServerSpec, ConfigError> {
-        let bad = || {
+        let bad = |why: &str| {
             self.err(
                 key,
-                format!("expected host:port, [ipv6]:port or ip:port, found `{text}`"),
+                format!(
+                    "expected host:port, ip:port, [ipv6]:port or an SRV name \
+                     _service._tcp.name{why}, found `{text}`"
+                ),
             )
         };
         if let Ok(addr) = text.parse::<SocketAddr>() {
-            return Ok(ServerSpec {
-                host: addr.ip().to_string(),
-                port: addr.port(),
-            });
+            if addr.port() == 0 {
+                return Err(bad(" (port 0 is not a port)"));
+            }
+            return Ok(ServerSpec::Addr(addr));
         }
-        let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
-        let port: u16 = port.parse().map_err(|_| bad())?;
-        let valid_name = !host.is_empty()
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
-        if !valid_name || port == 0 {
-            return Err(bad());
+
+        // An SRV name carries its ports in the answer; `_` cannot start a host name.
+        if text.starts_with('_') {
+            if text.contains(':') {
+                return Err(bad(" (an SRV name takes no port: the answer has them)"));
+            }
+            let labels: Vec<&str> = text.trim_end_matches('.').split('.').collect();
+            let service = labels.first().and_then(|l| l.strip_prefix('_'));
+            if labels.len() < 3
+                || !service.is_some_and(|s| valid_label(s) && !s.contains('_'))
+                || !labels[1].eq_ignore_ascii_case("_tcp")
+                || !valid_name(&labels[2..].join("."))
+            {
+                return Err(bad(""));
+            }
+            return Ok(ServerSpec::Srv(text.to_string()));
         }
-        Ok(ServerSpec {
-            host: host.to_string(),
+
+        let Some((host, port)) = text.rsplit_once(':') else {
+            return Err(bad(" (a host name needs a port)"));
+        };
+        if host.contains(':') {
+            return Err(bad(" (an IPv6 address goes in brackets)"));
+        }
+        let port: u16 = port.parse().map_err(|_| bad(""))?;
+        if port == 0 {
+            return Err(bad(" (port 0 is not a port)"));
+        }
+        if !valid_name(host.trim_end_matches('.')) {
+            return Err(bad(""));
+        }
+        Ok(ServerSpec::Host {
+            name: host.to_string(),
             port,
         })
     }

@@ -140,3 +140,90 @@ fn the_example_configuration_is_valid() {
     assert!(s.mas);
     assert_eq!(s.pools.len(), 5);
 }
+
+fn servers(list: &str) -> Result<Vec<ServerSpec>, ConfigError> {
+    parse(&format!("synapse:\n  pools:\n    main:\n      servers: [{list}]\n"))
+        .map(|s| s.pools[0].servers.clone())
+}
+
+#[test]
+fn servers_are_addresses_host_names_with_a_port_or_srv_names() {
+    let got = servers(
+        r#""10.0.0.5:8008", "[fd00::5]:8008", "synapse-main:8008", "ess_synapse-main.local.:8008", "_synapse-http._tcp.synapse-main", "_synapse-http._TCP.synapse-main.ns.svc.cluster.local.""#,
+    )
+    .expect("valid");
+    assert_eq!(
+        got,
+        vec![
+            ServerSpec::Addr("10.0.0.5:8008".parse().expect("addr")),
+            ServerSpec::Addr("[fd00::5]:8008".parse().expect("addr")),
+            ServerSpec::Host { name: "synapse-main".into(), port: 8008 },
+            ServerSpec::Host { name: "ess_synapse-main.local.".into(), port: 8008 },
+            ServerSpec::Srv("_synapse-http._tcp.synapse-main".into()),
+            ServerSpec::Srv("_synapse-http._TCP.synapse-main.ns.svc.cluster.local.".into()),
+        ]
+    );
+    let shown: Vec<String> = got.iter().map(ToString::to_string).collect();
+    assert_eq!(shown[1], "[fd00::5]:8008");
+    assert_eq!(shown[2], "synapse-main:8008");
+    assert_eq!(shown[4], "_synapse-http._tcp.synapse-main");
+    assert_eq!(got[0].literal(), Some("10.0.0.5:8008".parse().expect("addr")));
+    assert_eq!(got[2].literal(), None);
+    assert_eq!(got[4].literal(), None);
+}
+
+#[test]
+fn malformed_servers_are_refused_naming_the_key() {
+    let cases = [
+        ("\"synapse-main\"", "a host name needs a port"),
+        ("\"synapse-main:0\"", "port 0 is not a port"),
+        ("\"10.0.0.5:0\"", "port 0 is not a port"),
+        ("\"synapse-main:http\"", "found `synapse-main:http`"),
+        ("\"synapse-main:70000\"", "found `synapse-main:70000`"),
+        ("\"fd00::5:8008\"", "an IPv6 address goes in brackets"),
+        ("\"_synapse-http._tcp.synapse-main:8008\"", "an SRV name takes no port"),
+        ("\"_synapse-http.synapse-main\"", "found `_synapse-http.synapse-main`"),
+        ("\"_synapse-http._udp.synapse-main\"", "found `_synapse-http._udp.synapse-main`"),
+        ("\"_._tcp.synapse-main\"", "found `_._tcp.synapse-main`"),
+        ("\"_synapse-http._tcp.\"", "found `_synapse-http._tcp.`"),
+        ("\"bad..name:8008\"", "found `bad..name:8008`"),
+        ("\"spaced name:8008\"", "found `spaced name:8008`"),
+        ("\":8008\"", "found `:8008`"),
+    ];
+    for (server, want) in cases {
+        let e = servers(&format!("\"127.0.0.1:8008\", {server}"))
+            .expect_err("server must be refused")
+            .to_string();
+        assert!(e.contains("synapse.pools.main.servers[1]: expected host:port"), "{e}");
+        assert!(e.contains(want), "{e} should contain {want}");
+    }
+}
+
+#[test]
+fn discovery_settings_default_to_the_charts_and_take_nameservers() {
+    let s = parse(MINIMAL).expect("valid");
+    assert_eq!(s.discovery.interval, Duration::from_secs(1));
+    assert_eq!(s.discovery.hold, Duration::from_secs(600));
+    assert_eq!(s.discovery.family, AddressFamily::Ipv4);
+    assert!(s.discovery.nameservers.is_empty(), "the system's by default");
+
+    let s = parse(&format!(
+        "discovery:\n  interval: 200ms\n  hold: 2s\n  family: ipv6\n  nameservers: [\"127.0.0.1:5353\", \"10.0.0.10\", \"[fd00::10]:53\"]\n{MINIMAL}"
+    ))
+    .expect("valid");
+    assert_eq!(s.discovery.interval, Duration::from_millis(200));
+    assert_eq!(s.discovery.hold, Duration::from_secs(2));
+    assert_eq!(s.discovery.family, AddressFamily::Ipv6);
+    let want: Vec<SocketAddr> = ["127.0.0.1:5353", "10.0.0.10:53", "[fd00::10]:53"]
+        .iter()
+        .map(|a| a.parse().expect("addr"))
+        .collect();
+    assert_eq!(s.discovery.nameservers, want);
+
+    let e = error(&format!("discovery:\n  nameservers: [\"127.0.0.1:5353\", \"dns.local\"]\n{MINIMAL}"));
+    assert!(e.contains("discovery.nameservers[1]: expected an address"), "{e}");
+    let e = error(&format!("discovery:\n  interval: 0s\n{MINIMAL}"));
+    assert!(e.contains("discovery.interval: expected more than 0s"), "{e}");
+    let e = error(&format!("discovery:\n  family: both\n{MINIMAL}"));
+    assert!(e.contains("discovery.family: expected `ipv4` or `ipv6`"), "{e}");
+}
