@@ -42,14 +42,11 @@ pub enum VaultError {
         address: String,
         problem: Problem,
     },
-    #[error("Vault at {address}, mount {mount}, path {path}, key {key}: {problem}")]
-    Read {
-        address: String,
-        mount: String,
-        path: String,
-        key: String,
-        problem: Problem,
-    },
+    #[error(
+        "Vault at {}, mount {}, path {}, key {}: {}",
+        .0.address, .0.mount, .0.path, .0.key, .0.problem
+    )]
+    Read(Box<ReadFailure>),
 }
 
 /// Which key could not be read, and why.
