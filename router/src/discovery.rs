@@ -179,12 +179,14 @@ fn update_pools(router: &Router, names: &HashMap<ServerSpec, NameState>) {
             .iter()
             .filter(|u| !before.iter().any(|b| b.addr == u.addr))
         {
-            let from = found.get(&upstream.addr).map(|s| s.to_string());
+            let from = found
+                .get(&upstream.addr)
+                .map_or_else(String::new, |s| s.to_string());
             tracing::info!(
                 backend = %pool.backend,
                 server = %upstream.name,
                 addr = %upstream.addr,
-                from = from.as_deref().unwrap_or_default(),
+                %from,
                 "server joined the pool"
             );
         }

@@ -55,5 +55,6 @@ pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) {
     }
 }
 
+pub mod dns;
 pub mod http;
 pub mod processes;
