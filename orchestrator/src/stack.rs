@@ -340,3 +340,96 @@ fn web_service(name: &str, component: Component, d: &Deployment, host: &Hostname
         stage: 5,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::deployment::Deployment;
+
+    fn deployment(extra: &str) -> Deployment {
+        let text = format!(
+            "server_name: example.com\nhosts:\n  synapse: matrix.example.com\n  mas: account.example.com\n  element_web: chat.example.com\n  element_admin: admin.example.com\n  matrix_rtc: mrtc.example.com\n{extra}"
+        );
+        Deployment::from_yaml(&text, Path::new("d.yaml"), Path::new("/")).unwrap()
+    }
+
+    fn names(list: &[Service]) -> Vec<&str> {
+        list.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    #[test]
+    fn services_come_in_start_order() {
+        let list = services(&deployment("synapse:\n  federation_readers: 2\n"));
+        assert!(list.windows(2).all(|w| w[0].stage <= w[1].stage));
+        assert_eq!(
+            names(&list),
+            [
+                "postgres",
+                "redis",
+                "synapse-main",
+                "matrix-authentication-service",
+                "synapse-federation-reader-0",
+                "synapse-federation-reader-1",
+                "router",
+                "matrix-rtc-authorisation-service",
+                "matrix-rtc-sfu",
+                "element-web",
+                "element-admin",
+            ]
+        );
+    }
+
+    #[test]
+    fn redis_only_runs_with_federation_readers() {
+        assert!(!names(&services(&deployment(""))).contains(&"redis"));
+    }
+
+    #[test]
+    fn images_follow_overrides_and_edition() {
+        let list = services(&deployment(
+            "edition: pro\nsynapse:\n  federation_readers: 1\nimages:\n  mas: example.org/mas:9\n",
+        ));
+        let image = |name: &str| {
+            list.iter()
+                .find(|s| s.name == name)
+                .unwrap()
+                .image
+                .to_string()
+        };
+        assert_eq!(image(MAS), "example.org/mas:9");
+        assert!(image(SYNAPSE_MAIN).contains("synapse-onprem"));
+        assert!(image("synapse-federation-reader-0").contains("synapse-pro-worker"));
+    }
+
+    #[test]
+    fn mas_mounts_the_oidc_secret_only_when_a_provider_is_configured() {
+        let without = services(&deployment(""));
+        let with = services(&deployment(
+            "mas:\n  upstream_oidc:\n    issuer: https://id.example.com/\n    client_id: c\n    client_secret: s\n",
+        ));
+        let mas = |list: &[Service]| list.iter().find(|s| s.name == MAS).unwrap().secrets.clone();
+        assert!(!mas(&without).contains(&secrets::UPSTREAM_OIDC_CLIENT_SECRET));
+        assert!(mas(&with).contains(&secrets::UPSTREAM_OIDC_CLIENT_SECRET));
+    }
+
+    #[test]
+    fn public_routes_cover_every_public_host() {
+        let d = deployment("");
+        let routed: Vec<String> = services(&d)
+            .iter()
+            .flat_map(|s| s.routes.iter().map(|r| r.host.to_string()))
+            .collect();
+        for host in [
+            &d.server_name,
+            &d.hosts.synapse,
+            &d.hosts.mas,
+            &d.hosts.element_web,
+            &d.hosts.element_admin,
+            &d.hosts.matrix_rtc,
+        ] {
+            assert!(routed.contains(&host.to_string()), "{host}");
+        }
+    }
+}
