@@ -76,7 +76,12 @@ impl BackgroundService for HealthChecker {
                 Some(Ok((key, upstream, check, result))) = running.join_next() => {
                     if let Some(tracker) = trackers.get_mut(&key) {
                         tracker.running = false;
-                        if record(tracker, &upstream, &check, &key.0, result) {
+                        let was_up = upstream.is_up();
+                        let came_up = record(tracker, &upstream, &check, &key.0, result);
+                        if was_up != upstream.is_up() {
+                            self.shared.metrics.health_flip(&key.0, &upstream.name, !was_up);
+                        }
+                        if came_up {
                             // A server came up: queued requests may now find a place.
                             for pool in router.pools.iter().chain([&router.main_failover]) {
                                 pool.wake_waiters();
@@ -152,9 +157,12 @@ async fn probe(server: SocketAddr, check: &HealthCheck) -> Result<u16, String> {
         }
         parse_status(&head[..len]).ok_or_else(|| format!("{target} did not answer HTTP"))
     };
-    timeout(check.timeout, attempt)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer from {target} within {:?}", check.timeout)))
+    timeout(check.timeout, attempt).await.unwrap_or_else(|_| {
+        Err(format!(
+            "no answer from {target} within {:?}",
+            check.timeout
+        ))
+    })
 }
 
 /// The status code of an `HTTP/1.x NNN` status line.

@@ -8,7 +8,11 @@ use ess_router::config::Settings;
 use ess_router::server::{self, ProcessOptions};
 
 #[derive(Parser)]
-#[command(name = "ess-router", version, about = "Edge router for Element Server Suite")]
+#[command(
+    name = "ess-router",
+    version,
+    about = "Edge router for Element Server Suite"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,6 +38,9 @@ enum Command {
         upgrade_sock: PathBuf,
         #[arg(long, default_value = "/tmp/ess-router.pid")]
         pid_file: PathBuf,
+        /// Reload when the configuration file changes (SIGHUP always reloads).
+        #[arg(long)]
+        watch_config: bool,
     },
 }
 
@@ -42,11 +49,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match Settings::load(&config) {
             Ok(settings) => {
-                println!(
-                    "{}: ok ({} pools)",
-                    config.display(),
-                    settings.pools.len()
-                );
+                println!("{}: ok ({} pools)", config.display(), settings.pools.len());
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
             upgrade,
             upgrade_sock,
             pid_file,
+            watch_config,
         } => {
             let settings = match Settings::load(&config) {
                 Ok(settings) => settings,
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
                 upgrade,
                 upgrade_sock,
                 pid_file,
+                watch_config,
             };
             server::build(settings, &process).run_forever()
         }

@@ -14,6 +14,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 
 use crate::config::PoolSettings;
+use crate::metrics::{Metrics, PoolMetrics, ServerMetrics};
 use crate::worker::{Balance, WorkerType};
 
 /// One Synapse process. Shared by every pool that sends to it (main and main's fail-over
@@ -47,9 +48,9 @@ impl Upstream {
 }
 
 /// An upstream as a member of one pool, with that pool's connection budget for it.
-#[derive(Debug)]
 pub struct Member {
     pub upstream: Arc<Upstream>,
+    pub metrics: ServerMetrics,
     slots: Arc<Semaphore>,
     maxconn: u32,
 }
@@ -106,8 +107,10 @@ pub struct Pool {
     /// Requests waiting for a slot, and the signal that one may have freed.
     waiting: AtomicUsize,
     freed: Notify,
-    /// Requests refused with 429, for metrics.
+    /// Requests refused with 429.
     pub refused: AtomicU64,
+    pub metrics: PoolMetrics,
+    registry: Arc<Metrics>,
 }
 
 /// A request's place on a server; dropping it frees the place and wakes the queue.
@@ -130,8 +133,15 @@ impl Drop for Slot {
 }
 
 impl Pool {
-    pub fn new(settings: &PoolSettings, backend: String, maxconn: u32) -> Self {
+    pub fn new(
+        settings: &PoolSettings,
+        backend: String,
+        maxconn: u32,
+        registry: Arc<Metrics>,
+    ) -> Self {
         Pool {
+            metrics: registry.pool(&backend),
+            registry,
             kind: settings.kind,
             backend,
             balance: settings.balance,
@@ -157,6 +167,7 @@ impl Pool {
             .map(|u| match current.by_addr.get(&u.addr) {
                 Some(&i) if Arc::ptr_eq(&current.list[i].upstream, u) => current.list[i].clone(),
                 _ => Arc::new(Member {
+                    metrics: self.registry.server(&self.backend, &u.name),
                     upstream: u.clone(),
                     slots: Arc::new(Semaphore::new(self.maxconn as usize)),
                     maxconn: self.maxconn,
@@ -165,6 +176,17 @@ impl Pool {
             .collect();
         self.members.store(Arc::new(Members::new(list)));
         self.wake_waiters();
+    }
+
+    /// Take over the members of the same pool in the previous configuration, so that a
+    /// reload keeps each server's place count (requests in flight on the old
+    /// configuration still hold theirs) when the limit did not change.
+    pub fn adopt(&self, previous: &Pool) {
+        if previous.maxconn == self.maxconn && previous.backend == self.backend {
+            self.members.store(previous.members.load_full());
+        } else {
+            self.set_upstreams(&previous.upstreams());
+        }
     }
 
     pub fn upstreams(&self) -> Vec<Arc<Upstream>> {
@@ -239,6 +261,11 @@ impl Pool {
         if queued {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
+        match result {
+            Err(Unavailable::NoLiveServer) => self.metrics.refused_no_server.inc(),
+            Err(Unavailable::QueueTimeout) => self.metrics.refused_queue.inc(),
+            Ok(_) => {}
+        }
         if result.is_err() {
             self.refused.fetch_add(1, Ordering::Relaxed);
         }
@@ -263,7 +290,11 @@ impl Pool {
         avoid: Option<SocketAddr>,
     ) -> Choice {
         let mut fallback = None;
-        for addr in members.ring.node_iter(key).take(members.list.len() * 160 + 1) {
+        for addr in members
+            .ring
+            .node_iter(key)
+            .take(members.list.len() * 160 + 1)
+        {
             let Some(&i) = members.by_addr.get(addr) else {
                 continue;
             };
@@ -278,12 +309,18 @@ impl Pool {
             return self.take(member).map_or(Choice::Full, Choice::Got);
         }
         match fallback {
-            Some(i) => self.take(&members.list[i]).map_or(Choice::Full, Choice::Got),
+            Some(i) => self
+                .take(&members.list[i])
+                .map_or(Choice::Full, Choice::Got),
             None => Choice::NoLiveServer,
         }
     }
 
-    fn round_robin_choice(self: &Arc<Self>, members: &Members, avoid: Option<SocketAddr>) -> Choice {
+    fn round_robin_choice(
+        self: &Arc<Self>,
+        members: &Members,
+        avoid: Option<SocketAddr>,
+    ) -> Choice {
         let n = members.list.len();
         if n == 0 {
             return Choice::NoLiveServer;

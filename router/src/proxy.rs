@@ -13,13 +13,16 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::compression::ResponseCompression;
 use pingora::modules::http::HttpModules;
 use pingora::prelude::HttpPeer;
-use pingora::upstreams::peer::Peer;
 use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorType, Result};
+
+use prometheus::IntCounter;
 
 use crate::access_log::{self, Entry};
 use crate::answers::{self, Answer};
+use crate::metrics::class_index;
 use crate::pool::{Pool, Slot, Unavailable};
 use crate::request;
 use crate::state::{Router, Shared};
@@ -53,8 +56,20 @@ impl Listener {
 }
 
 pub struct Frontend {
-    pub listener: Listener,
-    pub shared: Arc<Shared>,
+    listener: Listener,
+    shared: Arc<Shared>,
+    /// Answers this frontend makes by itself, by status class.
+    own_answers: [IntCounter; 6],
+}
+
+impl Frontend {
+    pub fn new(listener: Listener, shared: Arc<Shared>) -> Frontend {
+        Frontend {
+            own_answers: shared.metrics.frontend(listener.frontend()),
+            listener,
+            shared,
+        }
+    }
 }
 
 /// Compression level for the content types the chart compresses.
@@ -122,7 +137,8 @@ impl ProxyHttp for Frontend {
 
     fn init_downstream_modules(&self, modules: &mut HttpModules) {
         // Off by default; turned on per response for Synapse's compressible types.
-        modules.add_module(pingora::modules::http::compression::ResponseCompressionBuilder::enable(0));
+        modules
+            .add_module(pingora::modules::http::compression::ResponseCompressionBuilder::enable(0));
     }
 
     async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
@@ -141,7 +157,7 @@ impl ProxyHttp for Frontend {
             Listener::Synapse => self.route(session, ctx, &router),
             Listener::Blackhole => Some(Answer::Blocked),
             Listener::WellKnown => Some(well_known(session.req_header(), &router)),
-            Listener::Metrics => Some(metrics(session.req_header())),
+            Listener::Metrics => Some(self.metrics_answer(session.req_header(), &router)),
             Listener::Startup => Some(startup(session.req_header(), &router)),
         };
         let answered = match answer {
@@ -171,7 +187,9 @@ impl ProxyHttp for Frontend {
         };
         let waited = Instant::now();
         let slot = pool.acquire(&ctx.balance_key, avoid).await;
-        ctx.queue_time += waited.elapsed();
+        let waited = waited.elapsed();
+        ctx.queue_time += waited;
+        pool.metrics.queue_time.observe(waited.as_secs_f64());
         let slot = slot.map_err(|why| {
             let reason = match why {
                 Unavailable::NoLiveServer => answers::NO_LIVE_SERVER,
@@ -309,8 +327,23 @@ impl ProxyHttp for Frontend {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        // Free the server's place before writing the log line.
-        ctx.slot = None;
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        match (&ctx.pool, ctx.slot.take()) {
+            (Some(pool), slot) => {
+                pool.metrics.response(status);
+                if ctx.generated == Some("sC") {
+                    pool.metrics.refused_connect.inc();
+                }
+                if let Some(slot) = slot {
+                    slot.member.metrics.response(status);
+                    if let Some(t) = ctx.response_time {
+                        slot.member.metrics.latency.observe(t.as_secs_f64());
+                    }
+                    // The server's place is freed here, before the log line is written.
+                }
+            }
+            (None, _) => self.own_answers[class_index(status)].inc(),
+        }
         if !self.listener.logged() {
             return;
         }
@@ -325,9 +358,6 @@ impl ProxyHttp for Frontend {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
         };
-        let status = session
-            .response_written()
-            .map_or(0, |r| r.status.as_u16());
         let frontend = self.listener.frontend();
         let backend = match (&ctx.pool, ctx.generated) {
             (Some(pool), _) => pool.backend.as_str(),
@@ -365,7 +395,12 @@ impl ProxyHttp for Frontend {
 impl Frontend {
     /// Port 8008: the chart's `synapse-http-in` rules, in its order. Returns an answer
     /// when the router answers by itself; otherwise the pool is chosen in `ctx`.
-    fn route<'r>(&self, session: &Session, ctx: &mut Ctx, router: &'r Router) -> Option<Answer<'r>> {
+    fn route<'r>(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+        router: &'r Router,
+    ) -> Option<Answer<'r>> {
         let settings = &router.settings;
         let req = session.req_header();
         let peer = session
@@ -449,11 +484,19 @@ fn well_known<'r>(req: &RequestHeader, router: &'r Router) -> Answer<'r> {
     }
 }
 
-/// Port 8405: liveness (the chart's `monitor-uri /haproxy_test`).
-fn metrics(req: &RequestHeader) -> Answer<'static> {
-    match req.uri.path() {
-        "/haproxy_test" => Answer::Text(200, "text/plain", Bytes::new()),
-        _ => Answer::Status(404),
+impl Frontend {
+    /// Port 8405: Prometheus metrics and liveness (the chart's `monitor-uri
+    /// /haproxy_test`).
+    fn metrics_answer(&self, req: &RequestHeader, router: &Router) -> Answer<'static> {
+        match req.uri.path() {
+            "/haproxy_test" => Answer::Text(200, "text/plain", Bytes::new()),
+            "/metrics" => Answer::Text(
+                200,
+                "text/plain; version=0.0.4",
+                Bytes::from(self.shared.metrics.render(router)),
+            ),
+            _ => Answer::Status(404),
+        }
     }
 }
 

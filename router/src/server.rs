@@ -12,7 +12,9 @@ use pingora::server::Server;
 use crate::config::Settings;
 use crate::discovery::{self, Discovery};
 use crate::health::HealthChecker;
+use crate::metrics::Metrics;
 use crate::proxy::{Frontend, Listener};
+use crate::reload::Reloader;
 use crate::state::{Router, Shared};
 
 /// Process-level options that are not part of the configuration file.
@@ -22,6 +24,8 @@ pub struct ProcessOptions {
     pub upgrade: bool,
     pub upgrade_sock: PathBuf,
     pub pid_file: PathBuf,
+    /// Reload when the configuration file changes, not only on SIGHUP.
+    pub watch_config: bool,
 }
 
 pub fn build(settings: Settings, process: &ProcessOptions) -> Server {
@@ -46,9 +50,11 @@ pub fn build(settings: Settings, process: &ProcessOptions) -> Server {
     let conf = server.configuration.clone();
 
     let listeners = settings.listeners;
-    let router = Router::new(settings);
-    let needs_dns = discovery::apply_literals(&router);
-    let shared = Shared::new(router);
+    let config_path = settings.source.clone();
+    let metrics = Arc::new(Metrics::new());
+    let router = Router::new(settings, &metrics, None);
+    discovery::apply_literals(&router);
+    let shared = Shared::new(router, metrics);
 
     for (listener, addr) in [
         (Listener::Synapse, listeners.synapse),
@@ -58,10 +64,7 @@ pub fn build(settings: Settings, process: &ProcessOptions) -> Server {
         (Listener::Startup, listeners.startup),
     ] {
         let Some(addr) = addr else { continue };
-        let frontend = Frontend {
-            listener,
-            shared: shared.clone(),
-        };
+        let frontend = Frontend::new(listener, shared.clone());
         let mut service = http_proxy_service_with_name(&conf, frontend, listener.frontend());
         service.add_tcp(&addr.to_string());
         tracing::info!(frontend = listener.frontend(), %addr, "listening");
@@ -74,8 +77,21 @@ pub fn build(settings: Settings, process: &ProcessOptions) -> Server {
             shared: shared.clone(),
         },
     ));
-    if needs_dns {
-        server.add_service(background_service("discovery", Discovery { shared: Arc::clone(&shared) }));
-    }
+    // Always running: a reload may bring pools given as DNS names.
+    server.add_service(background_service(
+        "discovery",
+        Discovery {
+            shared: Arc::clone(&shared),
+        },
+    ));
+    server.add_service(background_service(
+        "reload",
+        Reloader {
+            shared,
+            path: config_path,
+            watch: process.watch_config,
+            listeners,
+        },
+    ));
     server
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::pool::{Pool, Upstream};
 use crate::routes::RouteTable;
 use crate::worker::WorkerType;
@@ -22,18 +23,31 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(settings: Settings) -> Router {
+    /// Build the state for `settings`. With the `previous` state (a reload), pools of the
+    /// same type keep their servers, health state and request places.
+    pub fn new(settings: Settings, metrics: &Arc<Metrics>, previous: Option<&Router>) -> Router {
         let pools: Vec<Arc<Pool>> = settings
             .pools
             .iter()
-            .map(|p| Arc::new(Pool::new(p, format!("synapse-{}", p.kind), p.maxconn)))
+            .map(|p| {
+                let pool = Pool::new(p, format!("synapse-{}", p.kind), p.maxconn, metrics.clone());
+                if let Some(old) = previous.and_then(|r| r.pool(p.kind)) {
+                    pool.adopt(old);
+                }
+                Arc::new(pool)
+            })
             .collect();
         let main_settings = &settings.pools[0];
-        let main_failover = Arc::new(Pool::new(
+        let main_failover = Pool::new(
             main_settings,
             "synapse-main-failover".into(),
             main_settings.failover_maxconn,
-        ));
+            metrics.clone(),
+        );
+        if let Some(old) = previous {
+            main_failover.adopt(&old.main_failover);
+        }
+        let main_failover = Arc::new(main_failover);
         Router {
             routes: RouteTable::new(&settings.pools),
             pools,
@@ -99,15 +113,17 @@ impl Router {
     }
 }
 
-/// The state every listener shares.
+/// The state every listener and background task shares.
 pub struct Shared {
     pub router: ArcSwap<Router>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Shared {
-    pub fn new(router: Router) -> Arc<Shared> {
+    pub fn new(router: Router, metrics: Arc<Metrics>) -> Arc<Shared> {
         Arc::new(Shared {
             router: ArcSwap::from_pointee(router),
+            metrics,
         })
     }
 }

@@ -134,7 +134,7 @@ impl RouterProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let ports = Ports::free();
         let config = dir.path().join("router.yaml");
-        fs::write(&config, format!("{}shutdown:\n  grace_period: 0s\n  drain_timeout: 2s\n{yaml}", ports.yaml()))
+        fs::write(&config, format!("{}shutdown:\n  grace_period: 2s\n  drain_timeout: 1s\n{yaml}", ports.yaml()))
             .expect("write config");
         let process = Self::spawn(&dir, &config, &[]);
         let router = RouterProcess {

@@ -44,7 +44,10 @@ pub struct Settings {
     pub source: PathBuf,
     pub listeners: Listeners,
     pub threads: usize,
+    /// After SIGTERM (or SIGQUIT in an upgrade): how long requests in flight may take to
+    /// finish. New connections are no longer accepted; the process exits after it.
     pub grace_period: Duration,
+    /// Then: how long the runtimes get to stop background work.
     pub drain_timeout: Duration,
     pub timeouts: Timeouts,
     pub access_log: AccessLogFormat,
@@ -208,10 +211,7 @@ const WELL_KNOWN_HEADERS: [(&str, &str); 9] = [
     ("Content-Security-Policy", "frame-ancestors 'self'"),
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "SAMEORIGIN"),
-    (
-        "X-Robots-Tag",
-        "noindex, nofollow, noarchive, noimageindex",
-    ),
+    ("X-Robots-Tag", "noindex, nofollow, noarchive, noimageindex"),
     ("X-XSS-Protection", "1; mode=block"),
 ];
 
@@ -302,8 +302,12 @@ impl Checker<'_> {
             source: self.file.to_path_buf(),
             listeners,
             threads: raw.threads.unwrap_or(0),
-            grace_period: self.duration("shutdown.grace_period", shutdown.grace_period, 5)?,
-            drain_timeout: self.duration("shutdown.drain_timeout", shutdown.drain_timeout, 10)?,
+            grace_period: self.whole_seconds("shutdown.grace_period", shutdown.grace_period, 5)?,
+            drain_timeout: self.whole_seconds(
+                "shutdown.drain_timeout",
+                shutdown.drain_timeout,
+                1,
+            )?,
             timeouts,
             access_log,
             trusted_proxies,
@@ -375,7 +379,9 @@ impl Checker<'_> {
                     v.parse::<SocketAddr>().map_err(|_| {
                         self.err(
                             format!("listeners.{key}"),
-                            format!("expected an address like 0.0.0.0:8008 or [::]:8008, found `{v}`"),
+                            format!(
+                                "expected an address like 0.0.0.0:8008 or [::]:8008, found `{v}`"
+                            ),
                         )
                     })
                 })
@@ -425,9 +431,26 @@ impl Checker<'_> {
         match value {
             None => Ok(Duration::from_secs(default_secs)),
             Some(text) => humantime::parse_duration(&text).map_err(|_| {
-                self.err(key, format!("expected a duration like 5s, 500ms or 2m, found `{text}`"))
+                self.err(
+                    key,
+                    format!("expected a duration like 5s, 500ms or 2m, found `{text}`"),
+                )
             }),
         }
+    }
+
+    /// Pingora counts shutdown periods in whole seconds.
+    fn whole_seconds(
+        &self,
+        key: &str,
+        value: Option<String>,
+        default_secs: u64,
+    ) -> Result<Duration, ConfigError> {
+        let d = self.duration(key, value, default_secs)?;
+        if d.subsec_nanos() != 0 {
+            return Err(self.err(key, format!("expected whole seconds, found {d:?}")));
+        }
+        Ok(d)
     }
 
     fn networks(&self, key: &str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
@@ -440,7 +463,9 @@ impl Checker<'_> {
                     .map_err(|_| {
                         self.err(
                             format!("{key}[{i}]"),
-                            format!("expected a CIDR like 10.0.0.0/8 or an address, found `{text}`"),
+                            format!(
+                                "expected a CIDR like 10.0.0.0/8 or an address, found `{text}`"
+                            ),
                         )
                     })
             })
@@ -450,8 +475,9 @@ impl Checker<'_> {
     fn document(&self, key: &str, doc: file::Document) -> Result<Bytes, ConfigError> {
         let text = match (doc.inline, doc.file) {
             (Some(serde_yaml_ng::Value::String(text)), None) => text,
-            (Some(value), None) => serde_json::to_string(&value)
-                .map_err(|e| self.err(format!("{key}.inline"), format!("not JSON-compatible: {e}")))?,
+            (Some(value), None) => serde_json::to_string(&value).map_err(|e| {
+                self.err(format!("{key}.inline"), format!("not JSON-compatible: {e}"))
+            })?,
             (None, Some(path)) => {
                 let base = self.file.parent().unwrap_or_else(|| Path::new("."));
                 let full = base.join(&path);
@@ -479,7 +505,10 @@ impl Checker<'_> {
             let key = format!("synapse.pools.{name}");
             let kind: WorkerType = name.parse().map_err(|_| {
                 let known: Vec<&str> = WorkerType::ALL.iter().map(|w| w.as_str()).collect();
-                self.err(&key, format!("unknown pool; expected one of {}", known.join(", ")))
+                self.err(
+                    &key,
+                    format!("unknown pool; expected one of {}", known.join(", ")),
+                )
             })?;
             pools.push(self.pool(&key, kind, pool, server_timeout)?);
         }
@@ -643,11 +672,18 @@ impl Checker<'_> {
         })
     }
 
-    fn health_check(&self, pool_key: &str, raw: file::HealthCheck) -> Result<HealthCheck, ConfigError> {
+    fn health_check(
+        &self,
+        pool_key: &str,
+        raw: file::HealthCheck,
+    ) -> Result<HealthCheck, ConfigError> {
         let key = format!("{pool_key}.health_check");
         let path = raw.path.unwrap_or_else(|| "/health".into());
         if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(self.err(format!("{key}.path"), format!("expected a path like /health, found `{path}`")));
+            return Err(self.err(
+                format!("{key}.path"),
+                format!("expected a path like /health, found `{path}`"),
+            ));
         }
         let fall = raw.fall.unwrap_or(3);
         let rise = raw.rise.unwrap_or(2);
@@ -666,7 +702,8 @@ impl Checker<'_> {
 
     fn well_known(&self, raw: file::WellKnown) -> Result<WellKnown, ConfigError> {
         let doc = |name: &str, d: Option<file::Document>| {
-            d.map(|d| self.document(&format!("well_known.{name}"), d)).transpose()
+            d.map(|d| self.document(&format!("well_known.{name}"), d))
+                .transpose()
         };
         let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
         let mut overrides = raw.headers;
@@ -699,12 +736,15 @@ impl Checker<'_> {
             .redirect
             .map(|url| {
                 let ok = url.starts_with("https://") || url.starts_with("http://");
-                HeaderValue::from_str(&url).ok().filter(|_| ok).ok_or_else(|| {
-                    self.err(
-                        "well_known.redirect",
-                        format!("expected an http(s) URL, found `{url}`"),
-                    )
-                })
+                HeaderValue::from_str(&url)
+                    .ok()
+                    .filter(|_| ok)
+                    .ok_or_else(|| {
+                        self.err(
+                            "well_known.redirect",
+                            format!("expected an http(s) URL, found `{url}`"),
+                        )
+                    })
             })
             .transpose()?;
 

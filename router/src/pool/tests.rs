@@ -6,11 +6,22 @@ fn pool(yaml_pool: &str, addrs: &[&str]) -> Arc<Pool> {
     let yaml = format!("synapse:\n  pools:\n    main: {{servers: []}}\n{yaml_pool}");
     let settings = Settings::parse(Path::new("t.yaml"), &yaml).expect("valid");
     let ps = settings.pools.last().expect("pool");
-    let pool = Arc::new(Pool::new(ps, format!("synapse-{}", ps.kind), ps.maxconn));
+    let pool = Arc::new(Pool::new(
+        ps,
+        format!("synapse-{}", ps.kind),
+        ps.maxconn,
+        Arc::new(Metrics::new()),
+    ));
     let ups: Vec<Arc<Upstream>> = addrs
         .iter()
         .enumerate()
-        .map(|(i, a)| Arc::new(Upstream::new(a.parse().expect("addr"), format!("s{i}"), true)))
+        .map(|(i, a)| {
+            Arc::new(Upstream::new(
+                a.parse().expect("addr"),
+                format!("s{i}"),
+                true,
+            ))
+        })
         .collect();
     pool.set_upstreams(&ups);
     pool
@@ -35,11 +46,25 @@ async fn round_robin_spreads_over_every_server() {
 #[tokio::test]
 async fn same_key_same_server_and_only_a_lost_servers_keys_move() {
     let p = pool("    federation-reader: {servers: []}\n", &THREE);
-    let keys: Vec<String> = (0..300).map(|i| format!("/_matrix/federation/v1/state_ids/{i}")).collect();
+    let keys: Vec<String> = (0..300)
+        .map(|i| format!("/_matrix/federation/v1/state_ids/{i}"))
+        .collect();
     let mut before = Vec::new();
     for k in &keys {
-        let a = p.acquire(k.as_bytes(), None).await.expect("slot").member.upstream.addr;
-        let again = p.acquire(k.as_bytes(), None).await.expect("slot").member.upstream.addr;
+        let a = p
+            .acquire(k.as_bytes(), None)
+            .await
+            .expect("slot")
+            .member
+            .upstream
+            .addr;
+        let again = p
+            .acquire(k.as_bytes(), None)
+            .await
+            .expect("slot")
+            .member
+            .upstream
+            .addr;
         assert_eq!(a, again);
         before.push(a);
     }
@@ -49,7 +74,13 @@ async fn same_key_same_server_and_only_a_lost_servers_keys_move() {
     let lost = p.members()[1].upstream.clone();
     lost.set_up(false);
     for (k, old) in keys.iter().zip(&before) {
-        let now = p.acquire(k.as_bytes(), None).await.expect("slot").member.upstream.addr;
+        let now = p
+            .acquire(k.as_bytes(), None)
+            .await
+            .expect("slot")
+            .member
+            .upstream
+            .addr;
         if *old != lost.addr {
             assert_eq!(now, *old, "key {k} moved though its server stayed");
         } else {
@@ -65,7 +96,10 @@ async fn full_servers_queue_then_time_out() {
         &["127.0.0.1:1"],
     );
     let held = p.acquire(b"", None).await.expect("first slot");
-    assert_eq!(p.acquire(b"", None).await.err(), Some(Unavailable::QueueTimeout));
+    assert_eq!(
+        p.acquire(b"", None).await.err(),
+        Some(Unavailable::QueueTimeout)
+    );
 
     // A waiter gets the place as soon as it frees.
     let waiter = tokio::spawn({
@@ -84,7 +118,10 @@ async fn no_live_server_is_refused_at_once() {
     for m in p.members() {
         m.upstream.set_up(false);
     }
-    assert_eq!(p.acquire(b"", None).await.err(), Some(Unavailable::NoLiveServer));
+    assert_eq!(
+        p.acquire(b"", None).await.err(),
+        Some(Unavailable::NoLiveServer)
+    );
     assert_eq!(p.refused.load(Ordering::Relaxed), 1);
 }
 
