@@ -65,7 +65,7 @@ fn assert_fetched(dir: &Path, output: &std::process::Output) {
     let stored = fs::read_to_string(dir.join("secrets/UPSTREAM_OIDC_CLIENT_SECRET")).unwrap();
     assert_eq!(stored, OIDC_SECRET);
     assert!(
-        report.contains("written    UPSTREAM_OIDC_CLIENT_SECRET (from Vault mount (default), path ess/oidc, key client_secret)"),
+        report.contains("written    UPSTREAM_OIDC_CLIENT_SECRET (from Vault mount secret, path ess/oidc, key client_secret)"),
         "{report}"
     );
     assert!(
@@ -278,5 +278,23 @@ fn no_token_anywhere_is_a_one_line_error() {
     assert_eq!(
         err,
         "essctl: error: no Vault token: set VAULT_TOKEN or BAO_TOKEN"
+    );
+}
+
+#[test]
+fn no_address_anywhere_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = deployment(
+        dir.path(),
+        "vault:\n  mount: secret\n",
+        "ess/oidc",
+        "client_secret",
+    );
+
+    let err = one_line_error(&secrets(&config, &[("VAULT_TOKEN", "t")]));
+
+    assert_eq!(
+        err,
+        "essctl: error: no Vault address: set `vault.address` in the deployment file, VAULT_ADDR or BAO_ADDR"
     );
 }

@@ -53,12 +53,15 @@ impl SecretSource {
         }
     }
 
-    /// Relative `file` sources are read relative to the deployment file's directory.
-    pub(crate) fn anchor(&mut self, base: &Path) {
-        if let SecretSource::File(path) = self {
-            if path.is_relative() {
-                *path = base.join(&*path);
+    /// Makes relative `file` sources relative to the deployment file's directory, and gives
+    /// `vault` sources without a mount the file's default mount.
+    pub(crate) fn anchor(&mut self, base: &Path, default_mount: Option<&str>) {
+        match self {
+            SecretSource::File(path) if path.is_relative() => *path = base.join(&*path),
+            SecretSource::Vault(r) if r.mount.is_none() => {
+                r.mount = default_mount.map(str::to_owned)
             }
+            _ => {}
         }
     }
 }

@@ -392,8 +392,9 @@ impl Deployment {
         if self.secrets.dir.is_relative() {
             self.secrets.dir = base.join(&self.secrets.dir);
         }
+        let default_mount = self.vault.as_ref().map(|v| v.mount.clone());
         for source in self.secret_sources_mut() {
-            source.anchor(base);
+            source.anchor(base, default_mount.as_deref());
         }
     }
 

@@ -288,4 +288,13 @@ hosts:
             crate::secret_source::SecretSource::File("/etc/ess/pw".into())
         );
     }
+
+    #[test]
+    fn vault_sources_without_a_mount_take_the_files_default_mount() {
+        let d = load("registries:\n  - server: oci.element.io\n    username: me\n    password: {vault: {path: ess/r, key: pw}}\nvault:\n  mount: kv\n").unwrap();
+        assert_eq!(
+            d.registries[0].password.describe(),
+            "Vault mount kv, path ess/r, key pw"
+        );
+    }
 }

@@ -163,18 +163,21 @@ impl Rendered {
 
     /// Writes `out/<service>/<file>` for every file and `out/<service>/env` for every
     /// environment set (`KEY=value` lines, Docker's env-file format). Each file is replaced
-    /// atomically. The output directory is owner-only since some files hold secrets.
+    /// atomically. A new output directory is created owner-only.
     pub fn write(&self, out: &Path) -> Result<Vec<PathBuf>, RenderError> {
         let write_error = |path: &Path| {
             let path = path.to_owned();
             move |source| RenderError::Write { path, source }
         };
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(out)
-            .map_err(write_error(out))?;
-        fs::set_permissions(out, Permissions::from_mode(0o700)).map_err(write_error(out))?;
+        // A new output directory is owner-only; an existing one keeps its mode (it may be
+        // shared): the files holding secrets are owner-only by themselves.
+        if !out.is_dir() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(out)
+                .map_err(write_error(out))?;
+        }
 
         let mut written = Vec::new();
         for service in &self.services {
