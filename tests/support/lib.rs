@@ -56,5 +56,6 @@ pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) {
 }
 
 pub mod dns;
+pub mod docker;
 pub mod http;
 pub mod processes;
