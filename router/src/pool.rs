@@ -223,44 +223,22 @@ impl Pool {
         key: &[u8],
         avoid: Option<SocketAddr>,
     ) -> Result<Slot, Unavailable> {
-        let deadline = Instant::now() + self.queue_timeout;
         let hashed = self.balance != Balance::RoundRobin && !key.is_empty();
-        let mut queued = false;
-
-        let result = loop {
-            let notified = self.freed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            fence(Ordering::SeqCst);
-
-            let members = self.members.load();
-            let candidate = if hashed {
-                self.hashed_choice(&members, key, avoid)
+        let choose = |members: &Members| {
+            if hashed {
+                self.hashed_choice(members, key, avoid)
             } else {
-                self.round_robin_choice(&members, avoid)
-            };
-            match candidate {
-                Choice::NoLiveServer => break Err(Unavailable::NoLiveServer),
-                Choice::Got(slot) => break Ok(slot),
-                Choice::Full => {}
-            }
-            drop(members);
-
-            if !queued {
-                queued = true;
-                self.waiting.fetch_add(1, Ordering::SeqCst);
-                // Re-check once registered as waiting, so a release that happened before we
-                // counted ourselves is not missed.
-                continue;
-            }
-            if timeout_at(deadline, notified).await.is_err() {
-                break Err(Unavailable::QueueTimeout);
+                self.round_robin_choice(members, avoid)
             }
         };
 
-        if queued {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-        }
+        // Fast path: a place is free, no queue bookkeeping.
+        let result = match choose(&self.members.load()) {
+            Choice::Got(slot) => Ok(slot),
+            Choice::NoLiveServer => Err(Unavailable::NoLiveServer),
+            Choice::Full => self.wait_for_place(choose).await,
+        };
+
         match result {
             Err(Unavailable::NoLiveServer) => self.metrics.refused_no_server.inc(),
             Err(Unavailable::QueueTimeout) => self.metrics.refused_queue.inc(),
@@ -269,6 +247,34 @@ impl Pool {
         if result.is_err() {
             self.refused.fetch_add(1, Ordering::Relaxed);
         }
+        result
+    }
+
+    /// Every candidate is at its limit: wait in the queue until a place frees, a server
+    /// comes up or the queue timeout passes.
+    async fn wait_for_place(
+        self: &Arc<Self>,
+        choose: impl Fn(&Members) -> Choice,
+    ) -> Result<Slot, Unavailable> {
+        let deadline = Instant::now() + self.queue_timeout;
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let result = loop {
+            let notified = self.freed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Pairs with the fence in `Slot::drop`: either the releaser sees us waiting,
+            // or we see the place it freed.
+            fence(Ordering::SeqCst);
+            match choose(&self.members.load()) {
+                Choice::Got(slot) => break Ok(slot),
+                Choice::NoLiveServer => break Err(Unavailable::NoLiveServer),
+                Choice::Full => {}
+            }
+            if timeout_at(deadline, notified).await.is_err() {
+                break Err(Unavailable::QueueTimeout);
+            }
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
         result
     }
 
