@@ -32,9 +32,12 @@ echo "build-images: building static binaries (profile $profile, target $triple)"
 RUSTFLAGS="-C target-feature=+crt-static" \
   "$cargo" build --quiet --profile "$profile" --target "$triple" \
   -p ess-router --bin ess-router -p ess-standin --bin ess-standin
-out="target/$triple/$profile"
-# cargo names the dev profile's directory "debug".
-[ "$profile" = dev ] && out="target/$triple/debug"
+# Wherever the target directory is (CARGO_TARGET_DIR, .cargo/config.toml); cargo names the
+# dev profile's directory "debug".
+target_dir="$("$cargo" metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+out="$target_dir/$triple/$profile"
+if [ "$profile" = dev ]; then out="$target_dir/$triple/debug"; fi
 
 # A dynamically linked binary would fail in the empty image with a bare "no such file or
 # directory" from the kernel: refuse it here with a reason instead.
