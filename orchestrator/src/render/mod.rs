@@ -7,6 +7,7 @@ mod mas;
 mod postgres;
 mod router;
 mod synapse;
+mod synapse_log;
 mod well_known;
 
 use std::collections::BTreeMap;

@@ -1,12 +1,12 @@
 //! Synapse: `homeserver.yaml` for the main process and each federation reader (after the
-//! chart's shared underrides, homeserver overrides and process-specific files), the log
-//! config, and the libpq password file for its database login.
+//! chart's shared underrides, homeserver overrides and process-specific files) and the
+//! libpq password file for its database login.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{https, yaml, Embedded, RenderError, ServiceConfig};
+use super::{https, synapse_log, yaml, Embedded, RenderError, ServiceConfig};
 use crate::deployment::{Deployment, Edition};
 use crate::secrets;
 use crate::stack::{
@@ -342,58 +342,6 @@ fn homeserver(d: &Deployment, process: Process) -> Homeserver {
     }
 }
 
-#[derive(Serialize)]
-struct LogConfig {
-    version: u8,
-    formatters: BTreeMap<&'static str, Formatter>,
-    handlers: BTreeMap<&'static str, Handler>,
-    loggers: BTreeMap<&'static str, Level>,
-    root: Root,
-    disable_existing_loggers: bool,
-}
-
-#[derive(Serialize)]
-struct Formatter {
-    format: &'static str,
-}
-
-#[derive(Serialize)]
-struct Handler {
-    class: &'static str,
-    formatter: &'static str,
-}
-
-#[derive(Serialize)]
-struct Level {
-    level: &'static str,
-}
-
-#[derive(Serialize)]
-struct Root {
-    level: &'static str,
-    handlers: Vec<&'static str>,
-}
-
-fn log_config() -> LogConfig {
-    LogConfig {
-        version: 1,
-        formatters: BTreeMap::from([(
-            "precise",
-            Formatter {
-                format: "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(request)s - %(message)s",
-            },
-        )]),
-        handlers: BTreeMap::from([(
-            "console",
-            Handler { class: "logging.StreamHandler", formatter: "precise" },
-        )]),
-        // Above INFO, synapse.storage.SQL logs access tokens.
-        loggers: BTreeMap::from([("synapse.storage.SQL", Level { level: "INFO" })]),
-        root: Root { level: "INFO", handlers: vec!["console"] },
-        disable_existing_loggers: false,
-    }
-}
-
 /// A `.pgpass` line (host:port:database:user:password), `:` and `\` escaped.
 fn pgpass(password: &str) -> Vec<u8> {
     let escape = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
@@ -423,7 +371,7 @@ pub(super) fn process(
         .file(
             "log_config.yaml",
             "/conf/log_config.yaml",
-            yaml("synapse log config", &log_config())?,
+            yaml("synapse log config", &synapse_log::log_config())?,
         )
         .sensitive_file(
             "pgpass",
