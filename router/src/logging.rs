@@ -17,7 +17,10 @@ static GUARDS: OnceLock<[WorkerGuard; 2]> = OnceLock::new();
 /// level hints matter: without them the `log` bridge would hand every one of Pingora's
 /// per-request `trace!` records to the subscriber only to be dropped there.
 pub fn init() {
-    let (stdout, stdout_guard) = tracing_appender::non_blocking(std::io::stdout());
+    // Stdout is line-buffered: under it, every access line would be its own write(2). The
+    // writer thread drains whatever lines are queued and flushes once per batch.
+    let (stdout, stdout_guard) =
+        tracing_appender::non_blocking(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
     let (stderr, stderr_guard) = tracing_appender::non_blocking(std::io::stderr());
     let access = fmt::layer()
         .with_writer(stdout)

@@ -267,9 +267,9 @@ impl Metrics {
         self.reloads.with_label_values(&[result]).inc();
     }
 
-    pub fn discovery(&self, pool: &str, ok: bool) {
+    pub fn discovery(&self, name: &str, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
-        self.discovery.with_label_values(&[pool, result]).inc();
+        self.discovery.with_label_values(&[name, result]).inc();
     }
 
     /// The text exposition, with the state gauges read from `router` now.

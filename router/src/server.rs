@@ -35,6 +35,9 @@ pub fn build(settings: Settings, process: &ProcessOptions) -> Server {
         } else {
             settings.threads
         },
+        // One single-threaded runtime per thread: no work-stealing wake-ups between
+        // threads on every request.
+        work_stealing: false,
         grace_period_seconds: Some(settings.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(settings.drain_timeout.as_secs()),
         upgrade_sock: process.upgrade_sock.display().to_string(),
