@@ -134,9 +134,18 @@ mod tests {
             version: "HTTP/1.1",
         };
         let line = entry.haproxy_line();
-        assert!(line.contains(" synapse-http-in synapse-main/main1 "), "{line}");
-        assert!(line.starts_with("192.0.2.1:5000 [1970-01-01T00:00:00.000Z]"), "{line}");
-        assert!(line.ends_with(r#"{matrix.example.com||curl} "GET /_matrix/client/versions HTTP/1.1""#), "{line}");
+        assert!(
+            line.contains(" synapse-http-in synapse-main/main1 "),
+            "{line}"
+        );
+        assert!(
+            line.starts_with("192.0.2.1:5000 [1970-01-01T00:00:00.000Z]"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with(r#"{matrix.example.com||curl} "GET /_matrix/client/versions HTTP/1.1""#),
+            "{line}"
+        );
         let json: serde_json::Value =
             serde_json::from_str(&serde_json::to_string(&entry).expect("json")).expect("parse");
         assert_eq!(json["server"], "main1");

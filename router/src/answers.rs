@@ -19,7 +19,10 @@ pub const QUEUE_TIMEOUT: &str = "queue timeout";
 
 const CORS_SYNAPSE: [(&str, &str); 4] = [
     ("Access-Control-Allow-Origin", "*"),
-    ("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+    (
+        "Access-Control-Allow-Methods",
+        "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    ),
     (
         "Access-Control-Allow-Headers",
         "Origin, X-Requested-With, Content-Type, Accept, Authorization, Date",
@@ -29,19 +32,28 @@ const CORS_SYNAPSE: [(&str, &str); 4] = [
 
 const CORS_RENDEZVOUS: [(&str, &str); 4] = [
     ("Access-Control-Allow-Origin", "*"),
-    ("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+    (
+        "Access-Control-Allow-Methods",
+        "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    ),
     (
         "Access-Control-Allow-Headers",
         "Origin, Content-Type, Accept, Content-Type, If-Match, If-None-Match",
     ),
-    ("Access-Control-Expose-Headers", "Synapse-Trace-Id, Server, ETag"),
+    (
+        "Access-Control-Expose-Headers",
+        "Synapse-Trace-Id, Server, ETag",
+    ),
 ];
 
 const UNAVAILABLE_HEADERS: [(&str, &str); 5] = [
     ("Cache-Control", "no-cache"),
     ("Content-Type", "application/json"),
     ("access-control-allow-origin", "*"),
-    ("access-control-allow-methods", "GET, POST, PUT, DELETE, OPTIONS"),
+    (
+        "access-control-allow-methods",
+        "GET, POST, PUT, DELETE, OPTIONS",
+    ),
     (
         "access-control-allow-headers",
         "Origin, X-Requested-With, Content-Type, Accept, Authorization",
@@ -56,7 +68,10 @@ const ESS_VERSION_HEADERS: [(&str, &str); 8] = [
     ("Content-Security-Policy", "frame-ancestors 'self'"),
     ("X-Robots-Tag", "noindex, nofollow, noarchive, noimageindex"),
     ("Access-Control-Allow-Origin", "*"),
-    ("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS"),
+    (
+        "Access-Control-Allow-Methods",
+        "GET, POST, PUT, DELETE, OPTIONS",
+    ),
     (
         "Access-Control-Allow-Headers",
         "X-Requested-With, Content-Type, Authorization",

@@ -112,8 +112,13 @@ fn percent_decode(path: &str) -> Cow<'_, str> {
 }
 
 static ROOM_IN_PATH: LazyLock<[Regex; 4]> = LazyLock::new(|| {
-    ["rooms/([^/]+)", "join/([^/]+)", "knock/([^/]+)", "profile/([^/]+)"]
-        .map(|r| Regex::new(r).expect("static regex"))
+    [
+        "rooms/([^/]+)",
+        "join/([^/]+)",
+        "knock/([^/]+)",
+        "profile/([^/]+)",
+    ]
+    .map(|r| Regex::new(r).expect("static regex"))
 });
 
 static CREATE_ROOM: LazyLock<Regex> = LazyLock::new(|| {
@@ -181,7 +186,10 @@ mod tests {
             b"h"
         );
         assert_eq!(access_token(None, Some(b"bEaReR h")), b"h");
-        assert_eq!(access_token(Some("access_token=q"), Some(b"Basic xx")), b"q");
+        assert_eq!(
+            access_token(Some("access_token=q"), Some(b"Basic xx")),
+            b"q"
+        );
         assert_eq!(access_token(None, None), b"");
     }
 
@@ -199,7 +207,11 @@ mod tests {
         ] {
             assert!(is_admin_path(p), "{p} must count as admin");
         }
-        for p in ["/_synapse/client/x", "/_matrix/client/v3/sync", "/_synapse/ad%"] {
+        for p in [
+            "/_synapse/client/x",
+            "/_matrix/client/v3/sync",
+            "/_synapse/ad%",
+        ] {
             assert!(!is_admin_path(p), "{p} is not admin");
         }
     }
@@ -210,7 +222,10 @@ mod tests {
             String::from_utf8(balance_key(Balance::Room, path, path, b"tok", "c").to_vec())
                 .expect("utf8")
         };
-        assert_eq!(key("/_matrix/client/v3/rooms/!r:x/send/m.room.message/1"), "!r:x");
+        assert_eq!(
+            key("/_matrix/client/v3/rooms/!r:x/send/m.room.message/1"),
+            "!r:x"
+        );
         assert_eq!(key("/_matrix/client/v3/join/#a:x"), "#a:x");
         assert_eq!(key("/_matrix/client/v3/profile/@u:x/displayname"), "@u:x");
         assert_eq!(key("/_matrix/client/v3/createRoom"), "tok");

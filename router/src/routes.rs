@@ -175,10 +175,17 @@ synapse:
             WorkerType::FederationReader
         );
         assert_eq!(
-            route(ALL_WORKERS, false, "/_matrix/client/v3/rooms/!r:x/send/m.room.message/1"),
+            route(
+                ALL_WORKERS,
+                false,
+                "/_matrix/client/v3/rooms/!r:x/send/m.room.message/1"
+            ),
             WorkerType::EventCreator
         );
-        assert_eq!(route(ALL_WORKERS, false, "/_matrix/client/v3/nothing"), WorkerType::Main);
+        assert_eq!(
+            route(ALL_WORKERS, false, "/_matrix/client/v3/nothing"),
+            WorkerType::Main
+        );
     }
 
     #[test]
@@ -232,9 +239,8 @@ synapse:
     #[test]
     fn initial_sync_rules_follow_the_chart() {
         let (table, kinds) = table(ALL_WORKERS);
-        let initial = |path: &str, query: Option<&str>| {
-            table.initial_sync(path, query).map(|i| kinds[i])
-        };
+        let initial =
+            |path: &str, query: Option<&str>| table.initial_sync(path, query).map(|i| kinds[i]);
         let want = Some(WorkerType::InitialSynchrotron);
         assert_eq!(initial("/_matrix/client/v3/sync", None), want);
         assert_eq!(initial("/_matrix/client/v3/sync", Some("since=s1")), None);
@@ -243,14 +249,20 @@ synapse:
             want
         );
         assert_eq!(initial("/_matrix/client/r0/initialSync", None), want);
-        assert_eq!(initial("/_matrix/client/v3/rooms/!r:x/initialSync", None), want);
+        assert_eq!(
+            initial("/_matrix/client/v3/rooms/!r:x/initialSync", None),
+            want
+        );
         assert_eq!(initial("/_matrix/client/v3/events", Some("from=x")), None);
         assert_eq!(initial("/_matrix/client/v3/events", None), want);
     }
 
     #[test]
     fn query_params_are_raw_and_exact() {
-        assert_eq!(query_param(Some("a=1&access_token=x%20y"), "access_token"), Some("x%20y"));
+        assert_eq!(
+            query_param(Some("a=1&access_token=x%20y"), "access_token"),
+            Some("x%20y")
+        );
         assert_eq!(query_param(Some("since"), "since"), Some(""));
         assert_eq!(query_param(Some("sincex=1"), "since"), None);
         assert_eq!(query_param(None, "since"), None);

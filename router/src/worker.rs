@@ -174,7 +174,10 @@ impl FromStr for WorkerType {
     type Err = ();
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        WorkerType::ALL.into_iter().find(|w| w.as_str() == s).ok_or(())
+        WorkerType::ALL
+            .into_iter()
+            .find(|w| w.as_str() == s)
+            .ok_or(())
     }
 }
 
@@ -199,7 +202,10 @@ mod tests {
 
     #[test]
     fn every_route_line_names_a_known_worker_type() {
-        for line in WORKER_ROUTES.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        for line in WORKER_ROUTES
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             let (regex, pool) = line.rsplit_once(' ').expect("regex and pool");
             assert!(pool.parse::<WorkerType>().is_ok(), "unknown pool in {line}");
             assert!(regex::Regex::new(regex).is_ok(), "bad regex in {line}");

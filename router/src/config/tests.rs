@@ -13,8 +13,14 @@ const MINIMAL: &str = "synapse:\n  pools:\n    main:\n      servers: [\"127.0.0.
 #[test]
 fn a_minimal_file_gets_the_charts_defaults() {
     let s = parse(MINIMAL).expect("valid");
-    assert_eq!(s.listeners.synapse, Some("0.0.0.0:8008".parse().expect("addr")));
-    assert_eq!(s.listeners.startup, Some("0.0.0.0:8406".parse().expect("addr")));
+    assert_eq!(
+        s.listeners.synapse,
+        Some("0.0.0.0:8008".parse().expect("addr"))
+    );
+    assert_eq!(
+        s.listeners.startup,
+        Some("0.0.0.0:8406".parse().expect("addr"))
+    );
     assert_eq!(s.timeouts.connect, Duration::from_secs(5));
     assert_eq!(s.timeouts.request_headers, Duration::from_secs(10));
     assert_eq!(s.timeouts.client_idle, Duration::from_secs(900));
@@ -25,7 +31,10 @@ fn a_minimal_file_gets_the_charts_defaults() {
     assert_eq!(main.failover_maxconn, 250);
     assert_eq!(main.queue_timeout, Duration::from_secs(60));
     let hc = main.health_check.as_ref().expect("checked by default");
-    assert_eq!((hc.path.as_str(), hc.port, hc.fall, hc.rise), ("/health", 8080, 3, 2));
+    assert_eq!(
+        (hc.path.as_str(), hc.port, hc.fall, hc.rise),
+        ("/health", 8080, 3, 2)
+    );
     assert_eq!(hc.interval, Duration::from_secs(2));
     assert!(s.admin_allow.is_none());
     assert_eq!(s.well_known.headers.len(), 9);
@@ -37,18 +46,31 @@ fn pool_defaults_follow_the_worker_type() {
         "synapse:\n  pools:\n    main: {servers: []}\n    synchrotron: {servers: []}\n    media-repository: {servers: []}\n",
     )
     .expect("valid");
-    let sync = s.pools.iter().find(|p| p.kind == WorkerType::Synchrotron).expect("pool");
+    let sync = s
+        .pools
+        .iter()
+        .find(|p| p.kind == WorkerType::Synchrotron)
+        .expect("pool");
     assert_eq!((sync.maxconn, sync.balance), (2000, Balance::AccessToken));
     assert_eq!(sync.queue_timeout, Duration::from_secs(5));
     assert!(sync.fallback_to_main);
-    let media = s.pools.iter().find(|p| p.kind == WorkerType::MediaRepository).expect("pool");
+    let media = s
+        .pools
+        .iter()
+        .find(|p| p.kind == WorkerType::MediaRepository)
+        .expect("pool");
     assert!(!media.fallback_to_main);
 }
 
 #[test]
 fn unknown_pool_is_refused_with_the_known_names() {
-    let e = error("synapse:\n  pools:\n    main: {servers: []}\n    federation-writer: {servers: []}\n");
-    assert!(e.starts_with("router.yaml: synapse.pools.federation-writer: unknown pool"), "{e}");
+    let e = error(
+        "synapse:\n  pools:\n    main: {servers: []}\n    federation-writer: {servers: []}\n",
+    );
+    assert!(
+        e.starts_with("router.yaml: synapse.pools.federation-writer: unknown pool"),
+        "{e}"
+    );
     assert!(e.contains("federation-reader"), "{e}");
 }
 
@@ -62,21 +84,34 @@ fn unknown_key_names_where_it_is() {
 #[test]
 fn bad_regex_names_the_pool_and_index() {
     let e = error("synapse:\n  pools:\n    main: {servers: []}\n    client-reader: {servers: [], paths: [\"^/ok\", \"(\"]}\n");
-    assert!(e.starts_with("router.yaml: synapse.pools.client-reader.paths[1]: bad regex"), "{e}");
+    assert!(
+        e.starts_with("router.yaml: synapse.pools.client-reader.paths[1]: bad regex"),
+        "{e}"
+    );
 }
 
 #[test]
 fn main_is_required() {
     let e = error("synapse:\n  pools:\n    synchrotron: {servers: []}\n");
-    assert!(e.contains("synapse.pools.main: the main pool is required"), "{e}");
+    assert!(
+        e.contains("synapse.pools.main: the main pool is required"),
+        "{e}"
+    );
 }
 
 #[test]
 fn overlapping_listeners_are_refused() {
-    let e = error(&format!("listeners:\n  synapse: 0.0.0.0:9000\n  metrics: 127.0.0.1:9000\n{MINIMAL}"));
-    assert!(e.contains("listeners.metrics: 127.0.0.1:9000 overlaps listeners.synapse"), "{e}");
-    parse(&format!("listeners:\n  synapse: 127.0.0.1:9000\n  metrics: 127.0.0.2:9000\n{MINIMAL}"))
-        .expect("different addresses on one port do not overlap");
+    let e = error(&format!(
+        "listeners:\n  synapse: 0.0.0.0:9000\n  metrics: 127.0.0.1:9000\n{MINIMAL}"
+    ));
+    assert!(
+        e.contains("listeners.metrics: 127.0.0.1:9000 overlaps listeners.synapse"),
+        "{e}"
+    );
+    parse(&format!(
+        "listeners:\n  synapse: 127.0.0.1:9000\n  metrics: 127.0.0.2:9000\n{MINIMAL}"
+    ))
+    .expect("different addresses on one port do not overlap");
 }
 
 #[test]
@@ -88,30 +123,60 @@ fn listeners_left_out_are_off() {
 #[test]
 fn bad_values_name_the_key_and_what_was_expected() {
     let cases = [
-        ("timeouts:\n  connect: soon\n", "timeouts.connect: expected a duration"),
-        ("access:\n  admin_allow: [10.0.0.0/33]\n", "access.admin_allow[0]: expected a CIDR"),
-        ("listeners:\n  synapse: 8008\n", "listeners.synapse: expected an address"),
-        ("access_log: xml\n", "access_log: expected `haproxy` or `json`"),
+        (
+            "timeouts:\n  connect: soon\n",
+            "timeouts.connect: expected a duration",
+        ),
+        (
+            "access:\n  admin_allow: [10.0.0.0/33]\n",
+            "access.admin_allow[0]: expected a CIDR",
+        ),
+        (
+            "listeners:\n  synapse: 8008\n",
+            "listeners.synapse: expected an address",
+        ),
+        (
+            "access_log: xml\n",
+            "access_log: expected `haproxy` or `json`",
+        ),
     ];
     for (extra, want) in cases {
         let e = error(&format!("{extra}{MINIMAL}"));
         assert!(e.contains(want), "{e} should contain {want}");
     }
     let e = error("synapse:\n  pools:\n    main: {servers: [\"nohost\"]}\n");
-    assert!(e.contains("synapse.pools.main.servers[0]: expected host:port"), "{e}");
+    assert!(
+        e.contains("synapse.pools.main.servers[0]: expected host:port"),
+        "{e}"
+    );
     let e = error("synapse:\n  pools:\n    main: {servers: []}\n    sso-login: {servers: [], fallback_to_main: true}\n");
     assert!(e.contains("sso-login cannot fall back"), "{e}");
 }
 
 #[test]
 fn documents_must_be_json_and_readable() {
-    let e = error(&format!("{MINIMAL}well_known:\n  server:\n    inline: 'not json'\n"));
-    assert!(e.contains("well_known.server: expected a JSON document"), "{e}");
-    let e = error(&format!("{MINIMAL}well_known:\n  client:\n    file: /nonexistent/client.json\n"));
-    assert!(e.contains("well_known.client.file: cannot read /nonexistent/client.json"), "{e}");
-    let s = parse(&format!("{MINIMAL}well_known:\n  server:\n    inline: {{m.server: \"a:443\"}}\n"))
-        .expect("YAML documents are converted");
-    assert_eq!(s.well_known.server.as_deref(), Some(&br#"{"m.server":"a:443"}"#[..]));
+    let e = error(&format!(
+        "{MINIMAL}well_known:\n  server:\n    inline: 'not json'\n"
+    ));
+    assert!(
+        e.contains("well_known.server: expected a JSON document"),
+        "{e}"
+    );
+    let e = error(&format!(
+        "{MINIMAL}well_known:\n  client:\n    file: /nonexistent/client.json\n"
+    ));
+    assert!(
+        e.contains("well_known.client.file: cannot read /nonexistent/client.json"),
+        "{e}"
+    );
+    let s = parse(&format!(
+        "{MINIMAL}well_known:\n  server:\n    inline: {{m.server: \"a:443\"}}\n"
+    ))
+    .expect("YAML documents are converted");
+    assert_eq!(
+        s.well_known.server.as_deref(),
+        Some(&br#"{"m.server":"a:443"}"#[..])
+    );
 }
 
 #[test]
@@ -142,8 +207,10 @@ fn the_example_configuration_is_valid() {
 }
 
 fn servers(list: &str) -> Result<Vec<ServerSpec>, ConfigError> {
-    parse(&format!("synapse:\n  pools:\n    main:\n      servers: [{list}]\n"))
-        .map(|s| s.pools[0].servers.clone())
+    parse(&format!(
+        "synapse:\n  pools:\n    main:\n      servers: [{list}]\n"
+    ))
+    .map(|s| s.pools[0].servers.clone())
 }
 
 #[test]
@@ -157,8 +224,14 @@ fn servers_are_addresses_host_names_with_a_port_or_srv_names() {
         vec![
             ServerSpec::Addr("10.0.0.5:8008".parse().expect("addr")),
             ServerSpec::Addr("[fd00::5]:8008".parse().expect("addr")),
-            ServerSpec::Host { name: "synapse-main".into(), port: 8008 },
-            ServerSpec::Host { name: "ess_synapse-main.local.".into(), port: 8008 },
+            ServerSpec::Host {
+                name: "synapse-main".into(),
+                port: 8008
+            },
+            ServerSpec::Host {
+                name: "ess_synapse-main.local.".into(),
+                port: 8008
+            },
             ServerSpec::Srv("_synapse-http._tcp.synapse-main".into()),
             ServerSpec::Srv("_synapse-http._TCP.synapse-main.ns.svc.cluster.local.".into()),
         ]
@@ -167,7 +240,10 @@ fn servers_are_addresses_host_names_with_a_port_or_srv_names() {
     assert_eq!(shown[1], "[fd00::5]:8008");
     assert_eq!(shown[2], "synapse-main:8008");
     assert_eq!(shown[4], "_synapse-http._tcp.synapse-main");
-    assert_eq!(got[0].literal(), Some("10.0.0.5:8008".parse().expect("addr")));
+    assert_eq!(
+        got[0].literal(),
+        Some("10.0.0.5:8008".parse().expect("addr"))
+    );
     assert_eq!(got[2].literal(), None);
     assert_eq!(got[4].literal(), None);
 }
@@ -181,9 +257,18 @@ fn malformed_servers_are_refused_naming_the_key() {
         ("\"synapse-main:http\"", "found `synapse-main:http`"),
         ("\"synapse-main:70000\"", "found `synapse-main:70000`"),
         ("\"fd00::5:8008\"", "an IPv6 address goes in brackets"),
-        ("\"_synapse-http._tcp.synapse-main:8008\"", "an SRV name takes no port"),
-        ("\"_synapse-http.synapse-main\"", "found `_synapse-http.synapse-main`"),
-        ("\"_synapse-http._udp.synapse-main\"", "found `_synapse-http._udp.synapse-main`"),
+        (
+            "\"_synapse-http._tcp.synapse-main:8008\"",
+            "an SRV name takes no port",
+        ),
+        (
+            "\"_synapse-http.synapse-main\"",
+            "found `_synapse-http.synapse-main`",
+        ),
+        (
+            "\"_synapse-http._udp.synapse-main\"",
+            "found `_synapse-http._udp.synapse-main`",
+        ),
         ("\"_._tcp.synapse-main\"", "found `_._tcp.synapse-main`"),
         ("\"_synapse-http._tcp.\"", "found `_synapse-http._tcp.`"),
         ("\"bad..name:8008\"", "found `bad..name:8008`"),
@@ -194,7 +279,10 @@ fn malformed_servers_are_refused_naming_the_key() {
         let e = servers(&format!("\"127.0.0.1:8008\", {server}"))
             .expect_err("server must be refused")
             .to_string();
-        assert!(e.contains("synapse.pools.main.servers[1]: expected host:port"), "{e}");
+        assert!(
+            e.contains("synapse.pools.main.servers[1]: expected host:port"),
+            "{e}"
+        );
         assert!(e.contains(want), "{e} should contain {want}");
     }
 }
@@ -205,7 +293,10 @@ fn discovery_settings_default_to_the_charts_and_take_nameservers() {
     assert_eq!(s.discovery.interval, Duration::from_secs(1));
     assert_eq!(s.discovery.hold, Duration::from_secs(600));
     assert_eq!(s.discovery.family, AddressFamily::Ipv4);
-    assert!(s.discovery.nameservers.is_empty(), "the system's by default");
+    assert!(
+        s.discovery.nameservers.is_empty(),
+        "the system's by default"
+    );
 
     let s = parse(&format!(
         "discovery:\n  interval: 200ms\n  hold: 2s\n  family: ipv6\n  nameservers: [\"127.0.0.1:5353\", \"10.0.0.10\", \"[fd00::10]:53\"]\n{MINIMAL}"
@@ -220,10 +311,21 @@ fn discovery_settings_default_to_the_charts_and_take_nameservers() {
         .collect();
     assert_eq!(s.discovery.nameservers, want);
 
-    let e = error(&format!("discovery:\n  nameservers: [\"127.0.0.1:5353\", \"dns.local\"]\n{MINIMAL}"));
-    assert!(e.contains("discovery.nameservers[1]: expected an address"), "{e}");
+    let e = error(&format!(
+        "discovery:\n  nameservers: [\"127.0.0.1:5353\", \"dns.local\"]\n{MINIMAL}"
+    ));
+    assert!(
+        e.contains("discovery.nameservers[1]: expected an address"),
+        "{e}"
+    );
     let e = error(&format!("discovery:\n  interval: 0s\n{MINIMAL}"));
-    assert!(e.contains("discovery.interval: expected more than 0s"), "{e}");
+    assert!(
+        e.contains("discovery.interval: expected more than 0s"),
+        "{e}"
+    );
     let e = error(&format!("discovery:\n  family: both\n{MINIMAL}"));
-    assert!(e.contains("discovery.family: expected `ipv4` or `ipv6`"), "{e}");
+    assert!(
+        e.contains("discovery.family: expected `ipv4` or `ipv6`"),
+        "{e}"
+    );
 }
