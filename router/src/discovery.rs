@@ -75,7 +75,9 @@ impl BackgroundService for Discovery {
                 };
                 let now = Instant::now();
                 for (spec, result) in results {
-                    self.shared.metrics.discovery(&spec.to_string(), result.is_ok());
+                    self.shared
+                        .metrics
+                        .discovery(&spec.to_string(), result.is_ok());
                     let state = names.entry(spec.clone()).or_default();
                     state.record(&spec, result, now, settings.hold);
                 }
