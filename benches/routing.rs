@@ -49,8 +49,12 @@ fn routing(c: &mut Criterion) {
         // Both must agree before they are timed.
         assert_eq!(table.route(false, path), sequential.route(path), "{path}");
         let mut group = c.benchmark_group(format!("route/{name}"));
-        group.bench_function("ess-router", |b| b.iter(|| table.route(false, black_box(path))));
-        group.bench_function("sequential", |b| b.iter(|| sequential.route(black_box(path))));
+        group.bench_function("ess-router", |b| {
+            b.iter(|| table.route(false, black_box(path)))
+        });
+        group.bench_function("sequential", |b| {
+            b.iter(|| sequential.route(black_box(path)))
+        });
         group.finish();
     }
 }

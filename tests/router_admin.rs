@@ -4,11 +4,15 @@ use ess_suite::free_port;
 use ess_suite::http::request;
 use ess_suite::processes::{pool_yaml, RouterProcess, Standin};
 
-const FORBIDDEN: &str = r#"{"errcode":"M_FORBIDDEN","error":"Admin API is not reachable from this address"}"#;
+const FORBIDDEN: &str =
+    r#"{"errcode":"M_FORBIDDEN","error":"Admin API is not reachable from this address"}"#;
 
 fn router(net: u8, access: &str) -> (RouterProcess, Standin) {
     let main = Standin::start("main", &format!("127.0.{net}.2"), free_port());
-    let yaml = format!("access:\n{access}synapse:\n  pools:\n{}", pool_yaml("main", &[&main], ""));
+    let yaml = format!(
+        "access:\n{access}synapse:\n  pools:\n{}",
+        pool_yaml("main", &[&main], "")
+    );
     let router = RouterProcess::start(&yaml);
     router.wait_ready(200);
     (router, main)
@@ -32,8 +36,16 @@ fn admin_api_is_refused_outside_the_allow_list() {
     }
     // Other paths are not affected, and X-Forwarded-For from an untrusted peer is ignored.
     assert_eq!(request(at, "GET", "/_synapse/client/x", &[]).status, 200);
-    let r = request(at, "GET", "/_synapse/admin/v1/users", &[("X-Forwarded-For", "10.1.1.1")]);
-    assert_eq!(r.status, 403, "an untrusted peer cannot claim an allowed address");
+    let r = request(
+        at,
+        "GET",
+        "/_synapse/admin/v1/users",
+        &[("X-Forwarded-For", "10.1.1.1")],
+    );
+    assert_eq!(
+        r.status, 403,
+        "an untrusted peer cannot claim an allowed address"
+    );
 }
 
 #[test]
@@ -69,7 +81,10 @@ fn behind_a_trusted_proxy_the_last_forwarded_address_counts() {
         "/_synapse/admin/v1/users",
         &[("X-Forwarded-For", "192.0.2.10, 203.0.113.9")],
     );
-    assert_eq!(spoofed.status, 403, "only the address the trusted proxy saw counts");
+    assert_eq!(
+        spoofed.status, 403,
+        "only the address the trusted proxy saw counts"
+    );
     let none = request(at, "GET", "/_synapse/admin/v1/users", &[]);
     assert_eq!(none.status, 403, "the proxy's own address is not allowed");
 }
@@ -77,5 +92,8 @@ fn behind_a_trusted_proxy_the_last_forwarded_address_counts() {
 #[test]
 fn without_an_allow_list_the_admin_api_is_open() {
     let (router, _main) = router(33, "  trusted_proxies: []\n");
-    assert_eq!(request(router.ports.synapse, "GET", "/_synapse/admin/v1/users", &[]).status, 200);
+    assert_eq!(
+        request(router.ports.synapse, "GET", "/_synapse/admin/v1/users", &[]).status,
+        200
+    );
 }

@@ -28,10 +28,15 @@ impl Load {
         let handle = thread::spawn(move || {
             let mut servers = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(60);
-            while !s.load(Ordering::Relaxed) && n.load(Ordering::Relaxed) < max && Instant::now() < deadline {
+            while !s.load(Ordering::Relaxed)
+                && n.load(Ordering::Relaxed) < max
+                && Instant::now() < deadline
+            {
                 n.fetch_add(1, Ordering::Relaxed);
                 match try_request(at, "GET", path, &[], b"") {
-                    Ok(r) if r.status == 200 => servers.push(r.json()["server"].as_str().unwrap_or("").to_string()),
+                    Ok(r) if r.status == 200 => {
+                        servers.push(r.json()["server"].as_str().unwrap_or("").to_string())
+                    }
                     _ => {
                         f.fetch_add(1, Ordering::Relaxed);
                     }
@@ -39,20 +44,32 @@ impl Load {
             }
             servers
         });
-        Load { stop, sent, failed, handle }
+        Load {
+            stop,
+            sent,
+            failed,
+            handle,
+        }
     }
 
     fn finish(self) -> (usize, usize, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         let servers = self.handle.join().expect("load thread");
-        (self.sent.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed), servers)
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            servers,
+        )
     }
 }
 
 fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !condition() {
-        assert!(Instant::now() < deadline, "{what} did not happen within 15 s");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within 15 s"
+        );
         thread::sleep(Duration::from_millis(50));
     }
 }
@@ -64,7 +81,11 @@ fn sighup_reload_swaps_the_configuration_without_a_failed_request() {
     let a = Standin::start("reader-a", "127.0.50.3", hp);
     let b = Standin::start("reader-b", "127.0.50.4", hp);
     let config = |readers: &[&Standin]| {
-        format!("synapse:\n  pools:\n{}{}", pool_yaml("main", &[&main], ""), pool_yaml("federation-reader", readers, ""))
+        format!(
+            "synapse:\n  pools:\n{}{}",
+            pool_yaml("main", &[&main], ""),
+            pool_yaml("federation-reader", readers, "")
+        )
     };
     let router = RouterProcess::start(&config(&[&a]));
     router.wait_ready(200);
@@ -76,7 +97,8 @@ fn sighup_reload_swaps_the_configuration_without_a_failed_request() {
     let header = std::fs::read_to_string(&router.config).expect("config");
     let (listeners, _) = header.rsplit_once("\nsynapse:\n").expect("config layout");
     let listeners = format!("{listeners}\n");
-    std::fs::write(&router.config, format!("{listeners}{}", config(&[&b]))).expect("rewrite config");
+    std::fs::write(&router.config, format!("{listeners}{}", config(&[&b])))
+        .expect("rewrite config");
     router.process.signal("HUP");
     wait_until("traffic moved to reader-b", || {
         let served = get(router.ports.synapse, path).json()["server"] == "reader-b";
@@ -86,20 +108,44 @@ fn sighup_reload_swaps_the_configuration_without_a_failed_request() {
     thread::sleep(Duration::from_millis(300));
 
     // An invalid file changes nothing.
-    std::fs::write(&router.config, format!("{listeners}synapse:\n  pools:\n    main: {{servers: [bogus]}}\n")).expect("rewrite");
+    std::fs::write(
+        &router.config,
+        format!("{listeners}synapse:\n  pools:\n    main: {{servers: [bogus]}}\n"),
+    )
+    .expect("rewrite");
     router.process.signal("HUP");
     wait_until("refusal logged", || router.log().contains("reload refused"));
     thread::sleep(Duration::from_millis(300));
     let (sent, failed, servers) = load.finish();
-    assert_eq!(failed, 0, "{failed} of {sent} requests failed during reloads");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests failed during reloads"
+    );
     assert!(sent > 50, "only {sent} requests sent");
-    assert!(servers.iter().any(|s| s == "reader-a") && servers.last().map(String::as_str) == Some("reader-b"));
-    assert_eq!(get(router.ports.synapse, path).json()["server"], "reader-b", "still on the last good config");
-    assert!(router.log().contains("synapse.pools.main.servers[0]"), "the refusal names the key: {}", router.log());
+    assert!(
+        servers.iter().any(|s| s == "reader-a")
+            && servers.last().map(String::as_str) == Some("reader-b")
+    );
+    assert_eq!(
+        get(router.ports.synapse, path).json()["server"],
+        "reader-b",
+        "still on the last good config"
+    );
+    assert!(
+        router.log().contains("synapse.pools.main.servers[0]"),
+        "the refusal names the key: {}",
+        router.log()
+    );
 
     let metrics = get(router.ports.metrics, "/metrics").text();
-    assert!(metrics.contains("ess_router_reloads_total{result=\"ok\"} 1"), "{metrics}");
-    assert!(metrics.contains("ess_router_reloads_total{result=\"failed\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("ess_router_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ess_router_reloads_total{result=\"failed\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -114,8 +160,13 @@ fn reload_keeps_the_health_state_of_servers_that_stay() {
     // With a 60 s interval, a reload that dropped the health state would leave main down
     // (new servers wait for their first check) until the next check.
     router.process.signal("HUP");
-    wait_until("reload logged", || router.log().contains("configuration reloaded"));
-    assert_eq!(get(router.ports.synapse, "/_matrix/client/v3/x").status, 200);
+    wait_until("reload logged", || {
+        router.log().contains("configuration reloaded")
+    });
+    assert_eq!(
+        get(router.ports.synapse, "/_matrix/client/v3/x").status,
+        200
+    );
 }
 
 #[test]
@@ -134,33 +185,60 @@ fn watched_file_changes_are_picked_up() {
     std::fs::write(&config, body("one")).expect("write");
     let _router = RouterProcess::spawn(&dir, &config, &["--watch-config"]);
     wait_for_tcp(ports.synapse, Duration::from_secs(20));
-    assert_eq!(get(ports.synapse, "/_synapse/ess/version").json()["edition"], "one");
+    assert_eq!(
+        get(ports.synapse, "/_synapse/ess/version").json()["edition"],
+        "one"
+    );
     std::fs::write(&config, body("two")).expect("write");
-    wait_until("the new document is served", || get(ports.synapse, "/_synapse/ess/version").json()["edition"] == "two");
+    wait_until("the new document is served", || {
+        get(ports.synapse, "/_synapse/ess/version").json()["edition"] == "two"
+    });
 }
 
 #[test]
 fn sigterm_lets_requests_in_flight_finish() {
     let main = Standin::start("main", "127.0.53.2", free_port());
-    let router = RouterProcess::start(&format!("synapse:\n  pools:\n{}", pool_yaml("main", &[&main], "")));
+    let router = RouterProcess::start(&format!(
+        "synapse:\n  pools:\n{}",
+        pool_yaml("main", &[&main], "")
+    ));
     router.wait_ready(200);
     let at = router.ports.synapse;
     let slow: Vec<_> = (0..4)
-        .map(|_| thread::spawn(move || request(at, "GET", "/_matrix/client/v3/x", &[("X-Standin-Delay-Ms", "1500")])))
+        .map(|_| {
+            thread::spawn(move || {
+                request(
+                    at,
+                    "GET",
+                    "/_matrix/client/v3/x",
+                    &[("X-Standin-Delay-Ms", "1500")],
+                )
+            })
+        })
         .collect();
     thread::sleep(Duration::from_millis(300));
     router.process.signal("TERM");
     for h in slow {
-        assert_eq!(h.join().expect("thread").status, 200, "a request in flight was cut");
+        assert_eq!(
+            h.join().expect("thread").status,
+            200,
+            "a request in flight was cut"
+        );
     }
     let mut process = router.process;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(status) = process.0.try_wait().expect("wait") {
-            assert!(status.success() || status.code().is_none(), "exit: {status:?}");
+            assert!(
+                status.success() || status.code().is_none(),
+                "exit: {status:?}"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "the router did not stop after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the router did not stop after SIGTERM"
+        );
         thread::sleep(Duration::from_millis(50));
     }
 }
@@ -168,23 +246,37 @@ fn sigterm_lets_requests_in_flight_finish() {
 #[test]
 fn graceful_upgrade_hands_the_sockets_over_without_refusing_a_connection() {
     let main = Standin::start("main", "127.0.54.2", free_port());
-    let router = RouterProcess::start(&format!("synapse:\n  pools:\n{}", pool_yaml("main", &[&main], "")));
+    let router = RouterProcess::start(&format!(
+        "synapse:\n  pools:\n{}",
+        pool_yaml("main", &[&main], "")
+    ));
     router.wait_ready(200);
     let load = Load::start(router.ports.synapse, "/_matrix/client/v3/x", 20_000);
     thread::sleep(Duration::from_millis(300));
 
     // The new process waits for the old one's sockets; SIGQUIT makes the old one send them.
     let new = RouterProcess::spawn(&router.dir, &router.config, &["--upgrade"]);
-    wait_until("the new process waits for the hand-over", || router.dir.path().join("upgrade.sock").exists());
+    wait_until("the new process waits for the hand-over", || {
+        router.dir.path().join("upgrade.sock").exists()
+    });
     router.process.signal("QUIT");
     thread::sleep(Duration::from_millis(1500));
     let (sent, failed, _) = load.finish();
-    assert_eq!(failed, 0, "{failed} of {sent} requests failed during the upgrade");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests failed during the upgrade"
+    );
     assert!(sent > 50, "only {sent} requests sent");
 
     let mut old = router.process;
-    wait_until("the old process exits", || old.0.try_wait().ok().flatten().is_some());
-    assert_eq!(get(router.ports.synapse, "/_matrix/client/v3/x").status, 200, "served by the new process");
+    wait_until("the old process exits", || {
+        old.0.try_wait().ok().flatten().is_some()
+    });
+    assert_eq!(
+        get(router.ports.synapse, "/_matrix/client/v3/x").status,
+        200,
+        "served by the new process"
+    );
     drop(new);
 }
 
@@ -192,14 +284,26 @@ fn graceful_upgrade_hands_the_sockets_over_without_refusing_a_connection() {
 fn metrics_count_what_was_served() {
     let hp = free_port();
     let main = Standin::start("main", "127.0.55.2", hp);
-    let router = RouterProcess::start(&format!("synapse:\n  pools:\n{}", pool_yaml("main", &[&main], "")));
+    let router = RouterProcess::start(&format!(
+        "synapse:\n  pools:\n{}",
+        pool_yaml("main", &[&main], "")
+    ));
     router.wait_ready(200);
     let at = router.ports.synapse;
     for _ in 0..7 {
         assert_eq!(get(at, "/_matrix/client/v3/x").status, 200);
     }
     for _ in 0..3 {
-        assert_eq!(request(at, "GET", "/_matrix/client/v3/x", &[("X-Standin-Status", "404")]).status, 404);
+        assert_eq!(
+            request(
+                at,
+                "GET",
+                "/_matrix/client/v3/x",
+                &[("X-Standin-Status", "404")]
+            )
+            .status,
+            404
+        );
     }
     main.set_healthy(false);
     router.wait_ready(503);
@@ -221,5 +325,8 @@ fn metrics_count_what_was_served() {
     ] {
         assert!(m.contains(line), "missing {line} in:\n{m}");
     }
-    assert!(!router.access_log().contains("/metrics"), "/metrics is not access-logged");
+    assert!(
+        !router.access_log().contains("/metrics"),
+        "/metrics is not access-logged"
+    );
 }

@@ -17,7 +17,10 @@ fn assert_unavailable(r: &Response) {
     assert_eq!(r.header("cache-control"), Some("no-cache"));
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
-    assert_eq!(r.header("access-control-allow-methods"), Some("GET, POST, PUT, DELETE, OPTIONS"));
+    assert_eq!(
+        r.header("access-control-allow-methods"),
+        Some("GET, POST, PUT, DELETE, OPTIONS")
+    );
     assert_eq!(
         r.header("access-control-allow-headers"),
         Some("Origin, X-Requested-With, Content-Type, Accept, Authorization")
@@ -67,7 +70,10 @@ fn a_pool_without_live_servers_falls_back_to_main() {
 #[test]
 fn main_down_means_429_with_the_charts_body() {
     let main = Standin::start("main", "127.0.41.2", free_port());
-    let router = RouterProcess::start(&format!("synapse:\n  pools:\n{}", pool_yaml("main", &[&main], "")));
+    let router = RouterProcess::start(&format!(
+        "synapse:\n  pools:\n{}",
+        pool_yaml("main", &[&main], "")
+    ));
     router.wait_ready(200);
     main.set_healthy(false);
     router.wait_ready(503);
@@ -80,14 +86,26 @@ fn main_down_means_429_with_the_charts_body() {
 fn maxconn_queues_requests_and_a_full_queue_answers_429() {
     let main = Standin::start("main", "127.0.42.2", free_port());
     let extra = "      maxconn: 2\n      queue_timeout: 3s\n";
-    let router = RouterProcess::start(&format!("synapse:\n  pools:\n{}", pool_yaml("main", &[&main], extra)));
+    let router = RouterProcess::start(&format!(
+        "synapse:\n  pools:\n{}",
+        pool_yaml("main", &[&main], extra)
+    ));
     router.wait_ready(200);
     let at = router.ports.synapse;
 
     // Eight slow requests at once through two places: all served, never more than two at
     // Synapse at a time.
     let handles: Vec<_> = (0..8)
-        .map(|_| thread::spawn(move || request(at, "GET", "/_matrix/client/v3/x", &[("X-Standin-Delay-Ms", "300")])))
+        .map(|_| {
+            thread::spawn(move || {
+                request(
+                    at,
+                    "GET",
+                    "/_matrix/client/v3/x",
+                    &[("X-Standin-Delay-Ms", "300")],
+                )
+            })
+        })
         .collect();
     for h in handles {
         assert_eq!(h.join().expect("thread").status, 200);
@@ -96,19 +114,35 @@ fn maxconn_queues_requests_and_a_full_queue_answers_429() {
 
     // Now hold both places longer than the queue timeout: the third request waits, then 429.
     let holders: Vec<_> = (0..2)
-        .map(|_| thread::spawn(move || request(at, "GET", "/_matrix/client/v3/x", &[("X-Standin-Delay-Ms", "5000")])))
+        .map(|_| {
+            thread::spawn(move || {
+                request(
+                    at,
+                    "GET",
+                    "/_matrix/client/v3/x",
+                    &[("X-Standin-Delay-Ms", "5000")],
+                )
+            })
+        })
         .collect();
     thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     let r = get(at, "/_matrix/client/v3/x");
     let waited = started.elapsed();
     assert_unavailable(&r);
-    assert!(waited >= Duration::from_millis(2500), "answered after {waited:?}, before the queue timeout");
+    assert!(
+        waited >= Duration::from_millis(2500),
+        "answered after {waited:?}, before the queue timeout"
+    );
     for h in holders {
         assert_eq!(h.join().expect("thread").status, 200);
     }
     let log = router.access_log();
-    assert!(log.lines().any(|l| l.contains(" 429 ") && l.contains(" sQ-- ")), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" 429 ") && l.contains(" sQ-- ")),
+        "{log}"
+    );
 }
 
 #[test]
@@ -119,7 +153,12 @@ fn a_slow_synapse_is_504_not_429() {
         pool_yaml("main", &[&main], "      server_timeout: 500ms\n")
     ));
     router.wait_ready(200);
-    let r = request(router.ports.synapse, "GET", "/_matrix/client/v3/x", &[("X-Standin-Delay-Ms", "3000")]);
+    let r = request(
+        router.ports.synapse,
+        "GET",
+        "/_matrix/client/v3/x",
+        &[("X-Standin-Delay-Ms", "3000")],
+    );
     assert_eq!(r.status, 504);
 }
 
@@ -137,12 +176,24 @@ fn connect_failures_are_retried_then_sent_to_another_server() {
     router.wait_ready(200);
     for _ in 0..4 {
         let r = get(router.ports.synapse, "/_matrix/client/v3/pushrules/");
-        assert_eq!(r.status, 200, "redispatched to the live server: {}", r.text());
+        assert_eq!(
+            r.status,
+            200,
+            "redispatched to the live server: {}",
+            r.text()
+        );
     }
     // Round robin moves a retry to the next server at once; the log counts the retry.
     let log = router.access_log();
-    assert!(log.lines().any(|l| l.contains("synapse-push-rules/push-rules2") && l.contains(" 1 {")), "{log}");
-    assert!(!log.contains("push-rules1 "), "nothing was answered by the dead server: {log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("synapse-push-rules/push-rules2") && l.contains(" 1 {")),
+        "{log}"
+    );
+    assert!(
+        !log.contains("push-rules1 "),
+        "nothing was answered by the dead server: {log}"
+    );
 }
 
 #[test]
@@ -157,16 +208,25 @@ fn connect_failures_with_nowhere_else_to_go_are_429() {
     router.wait_ready(200);
     assert_unavailable(&get(router.ports.synapse, "/_matrix/client/v3/pushrules/"));
     let log = router.wait_for_log(" 429 ", 1);
-    assert!(log.contains(" sC-- 3 {"), "three retries before giving up: {log}");
+    assert!(
+        log.contains(" sC-- 3 {"),
+        "three retries before giving up: {log}"
+    );
 }
 
 #[test]
 fn hashed_pools_keep_a_key_on_one_server_and_spread_keys() {
     let hp = free_port();
     let main = Standin::start("main", "127.0.46.2", hp);
-    let readers: Vec<Standin> = (0..3).map(|i| Standin::start(&format!("reader{i}"), &format!("127.0.46.{}", i + 3), hp)).collect();
-    let syncs: Vec<Standin> = (0..3).map(|i| Standin::start(&format!("sync{i}"), &format!("127.0.46.{}", i + 6), hp)).collect();
-    let creators: Vec<Standin> = (0..3).map(|i| Standin::start(&format!("creator{i}"), &format!("127.0.46.{}", i + 9), hp)).collect();
+    let readers: Vec<Standin> = (0..3)
+        .map(|i| Standin::start(&format!("reader{i}"), &format!("127.0.46.{}", i + 3), hp))
+        .collect();
+    let syncs: Vec<Standin> = (0..3)
+        .map(|i| Standin::start(&format!("sync{i}"), &format!("127.0.46.{}", i + 6), hp))
+        .collect();
+    let creators: Vec<Standin> = (0..3)
+        .map(|i| Standin::start(&format!("creator{i}"), &format!("127.0.46.{}", i + 9), hp))
+        .collect();
     let yaml = format!(
         "synapse:\n  pools:\n{}{}{}{}",
         pool_yaml("main", &[&main], ""),
@@ -178,7 +238,10 @@ fn hashed_pools_keep_a_key_on_one_server_and_spread_keys() {
     router.wait_ready(200);
     let at = router.ports.synapse;
     let server = |path: &str, headers: &[(&str, &str)]| -> String {
-        request(at, "GET", path, headers).json()["server"].as_str().unwrap_or("?").to_string()
+        request(at, "GET", path, headers).json()["server"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string()
     };
 
     // Whole URI, query included.
@@ -195,21 +258,40 @@ fn hashed_pools_keep_a_key_on_one_server_and_spread_keys() {
     let mut seen = HashSet::new();
     for i in 0..30 {
         let token = format!("syt_token_{i}");
-        let first = server(&format!("/_matrix/client/v3/sync?since=s&access_token={token}"), &[]);
+        let first = server(
+            &format!("/_matrix/client/v3/sync?since=s&access_token={token}"),
+            &[],
+        );
         let bearer = format!("Bearer {token}");
-        assert_eq!(server("/_matrix/client/v3/sync?since=s", &[("Authorization", bearer.as_str())]), first);
+        assert_eq!(
+            server(
+                "/_matrix/client/v3/sync?since=s",
+                &[("Authorization", bearer.as_str())]
+            ),
+            first
+        );
         seen.insert(first);
     }
-    assert_eq!(seen.len(), 3, "tokens spread over the synchrotrons: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        3,
+        "tokens spread over the synchrotrons: {seen:?}"
+    );
 
     // Event creator: one room's events on one worker; createRoom spread by token (the
     // chart's bug sent every createRoom to one worker).
     let room = server("/_matrix/client/v3/rooms/!abc:x/send/m.room.message/1", &[]);
-    assert_eq!(server("/_matrix/client/v3/rooms/!abc:x/state/m.room.name/", &[]), room);
+    assert_eq!(
+        server("/_matrix/client/v3/rooms/!abc:x/state/m.room.name/", &[]),
+        room
+    );
     let mut seen = HashSet::new();
     for i in 0..30 {
         let bearer = format!("Bearer creator_{i}");
-        seen.insert(server("/_matrix/client/v3/createRoom", &[("Authorization", bearer.as_str())]));
+        seen.insert(server(
+            "/_matrix/client/v3/createRoom",
+            &[("Authorization", bearer.as_str())],
+        ));
     }
     assert_eq!(seen.len(), 3, "createRoom spread by token: {seen:?}");
 }

@@ -7,7 +7,10 @@ use ess_suite::processes::{pool_yaml, RouterProcess, Standin};
 
 fn router_with(net: u8, well_known: &str) -> (RouterProcess, Standin) {
     let main = Standin::start("main", &format!("127.0.{net}.2"), free_port());
-    let yaml = format!("synapse:\n  pools:\n{}{well_known}", pool_yaml("main", &[&main], ""));
+    let yaml = format!(
+        "synapse:\n  pools:\n{}{well_known}",
+        pool_yaml("main", &[&main], "")
+    );
     let router = RouterProcess::start(&yaml);
     (router, main)
 }
@@ -15,11 +18,18 @@ fn router_with(net: u8, well_known: &str) -> (RouterProcess, Standin) {
 #[test]
 fn blackhole_refuses_everything_with_the_charts_body() {
     let (router, _main) = router_with(20, "");
-    for (method, path) in [("GET", "/"), ("POST", "/_matrix/client/v3/login"), ("DELETE", "/x")] {
+    for (method, path) in [
+        ("GET", "/"),
+        ("POST", "/_matrix/client/v3/login"),
+        ("DELETE", "/x"),
+    ] {
         let r = request(router.ports.blackhole, method, path, &[]);
         assert_eq!(r.status, 403);
         assert_eq!(r.header("content-type"), Some("application/json"));
-        assert_eq!(r.text(), r#"{"errcode": "M_FORBIDDEN", "error": "Blocked"}"#);
+        assert_eq!(
+            r.text(),
+            r#"{"errcode": "M_FORBIDDEN", "error": "Blocked"}"#
+        );
     }
     router.wait_for_log(" http-blackhole http-blackhole/<NOSRV> ", 3);
 }
@@ -45,8 +55,14 @@ fn well_known_documents_carry_the_charts_headers() {
     assert_eq!(r.json()["m.server"], "matrix.example.com:443");
     assert_eq!(r.header("content-type"), Some("application/json"));
     for (name, value) in [
-        ("access-control-allow-headers", "X-Requested-With, Content-Type, Authorization"),
-        ("access-control-allow-methods", "GET, POST, PUT, DELETE, OPTIONS"),
+        (
+            "access-control-allow-headers",
+            "X-Requested-With, Content-Type, Authorization",
+        ),
+        (
+            "access-control-allow-methods",
+            "GET, POST, PUT, DELETE, OPTIONS",
+        ),
         ("access-control-allow-origin", "*"),
         ("cache-control", "public, max-age=3600"),
         ("content-security-policy", "frame-ancestors 'self'"),
@@ -57,10 +73,17 @@ fn well_known_documents_carry_the_charts_headers() {
     ] {
         assert_eq!(r.header(name), Some(value), "{name}");
     }
-    assert_eq!(r.header("x-robots-tag"), None, "removed by the configuration");
+    assert_eq!(
+        r.header("x-robots-tag"),
+        None,
+        "removed by the configuration"
+    );
 
     let r = get(at, "/.well-known/matrix/client");
-    assert_eq!(r.json()["m.homeserver"]["base_url"], "https://matrix.example.com");
+    assert_eq!(
+        r.json()["m.homeserver"]["base_url"],
+        "https://matrix.example.com"
+    );
 }
 
 #[test]
@@ -74,7 +97,11 @@ fn well_known_refuses_writes_and_redirects_other_paths() {
     }
     let r = get(at, "/some/page?x=1");
     assert_eq!(r.status, 301);
-    assert_eq!(r.header("location"), Some("https://chat.example.com/"), "path not kept");
+    assert_eq!(
+        r.header("location"),
+        Some("https://chat.example.com/"),
+        "path not kept"
+    );
     // Exact paths only.
     assert_eq!(get(at, "/.well-known/matrix/server/").status, 301);
 }
@@ -83,7 +110,10 @@ fn well_known_refuses_writes_and_redirects_other_paths() {
 fn well_known_without_redirect_answers_404() {
     let (router, _main) = router_with(23, "well_known:\n  server:\n    inline: '{}'\n");
     assert_eq!(get(router.ports.well_known, "/").status, 404);
-    assert_eq!(get(router.ports.well_known, "/.well-known/matrix/server").status, 200);
+    assert_eq!(
+        get(router.ports.well_known, "/.well-known/matrix/server").status,
+        200
+    );
 }
 
 #[test]
@@ -93,9 +123,16 @@ fn liveness_and_readiness_follow_main() {
     router.wait_ready(200);
     main.set_healthy(false);
     router.wait_ready(503);
-    assert_eq!(get(router.ports.metrics, "/haproxy_test").status, 200, "liveness is the router's own");
+    assert_eq!(
+        get(router.ports.metrics, "/haproxy_test").status,
+        200,
+        "liveness is the router's own"
+    );
     main.set_healthy(true);
     router.wait_ready(200);
-    assert!(!router.access_log().contains("/synapse_ready"), "monitoring is not access-logged");
+    assert!(
+        !router.access_log().contains("/synapse_ready"),
+        "monitoring is not access-logged"
+    );
     assert!(router.log().contains("server is down"), "{}", router.log());
 }

@@ -59,7 +59,8 @@ pub fn try_request(
 ) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    let mut head =
+        format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -72,8 +73,12 @@ pub fn try_request(
 
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    parse(&raw, method == "HEAD")
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {:?}", String::from_utf8_lossy(&raw))))
+    parse(&raw, method == "HEAD").ok_or_else(|| {
+        std::io::Error::other(format!(
+            "not an HTTP answer: {:?}",
+            String::from_utf8_lossy(&raw)
+        ))
+    })
 }
 
 fn parse(raw: &[u8], head_only: bool) -> Option<Response> {
@@ -96,7 +101,11 @@ fn parse(raw: &[u8], head_only: bool) -> Option<Response> {
     } else {
         rest.to_vec()
     };
-    Some(Response { status, headers, body })
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {

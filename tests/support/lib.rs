@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 pub fn cargo_bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
     let built = BUILT.get_or_init(|| Mutex::new(Vec::new()));
-    let mut built = built.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut built = built
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
 
     // tests run from target/<profile>/deps/<test>-<hash>
     let exe = std::env::current_exe().expect("current test executable");
@@ -50,7 +52,10 @@ pub fn free_port() -> u16 {
 pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {addr} after {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on {addr} after {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }

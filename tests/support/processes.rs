@@ -78,7 +78,12 @@ impl Standin {
     /// Make `/health` pass or fail.
     pub fn set_healthy(&self, healthy: bool) {
         let action = if healthy { "pass" } else { "fail" };
-        let r = http::request(self.addr, "POST", &format!("/_standin/health/{action}"), &[]);
+        let r = http::request(
+            self.addr,
+            "POST",
+            &format!("/_standin/health/{action}"),
+            &[],
+        );
         assert!(r.status < 300, "health {action}: {}", r.status);
     }
 
@@ -100,7 +105,9 @@ pub struct Ports {
 impl Ports {
     pub fn free() -> Ports {
         let p = || -> SocketAddr {
-            format!("127.0.0.1:{}", free_port_on("127.0.0.1")).parse().expect("addr")
+            format!("127.0.0.1:{}", free_port_on("127.0.0.1"))
+                .parse()
+                .expect("addr")
         };
         Ports {
             synapse: p(),
@@ -134,8 +141,14 @@ impl RouterProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let ports = Ports::free();
         let config = dir.path().join("router.yaml");
-        fs::write(&config, format!("{}shutdown:\n  grace_period: 2s\n  drain_timeout: 1s\n{yaml}", ports.yaml()))
-            .expect("write config");
+        fs::write(
+            &config,
+            format!(
+                "{}shutdown:\n  grace_period: 2s\n  drain_timeout: 1s\n{yaml}",
+                ports.yaml()
+            ),
+        )
+        .expect("write config");
         let process = Self::spawn(&dir, &config, &[]);
         let router = RouterProcess {
             ports,
@@ -143,7 +156,13 @@ impl RouterProcess {
             config,
             process,
         };
-        for addr in [ports.synapse, ports.blackhole, ports.well_known, ports.metrics, ports.startup] {
+        for addr in [
+            ports.synapse,
+            ports.blackhole,
+            ports.well_known,
+            ports.metrics,
+            ports.startup,
+        ] {
             wait_for_tcp(addr, Duration::from_secs(20));
         }
         router
@@ -205,7 +224,10 @@ impl RouterProcess {
             if log.lines().filter(|l| l.contains(needle)).count() >= n {
                 return log;
             }
-            assert!(Instant::now() < deadline, "no {n} log lines with {needle}:\n{log}");
+            assert!(
+                Instant::now() < deadline,
+                "no {n} log lines with {needle}:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
