@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod deployment;
+pub mod docker;
 pub mod images;
 pub mod render;
 pub mod secret_source;

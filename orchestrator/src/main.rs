@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use essctl::deployment::Deployment;
+use essctl::docker::verbs::{self, ProjectArgs, UpArgs};
 use essctl::secret_source::Resolver;
 use essctl::vault::VaultSession;
 use essctl::{render, secrets, stack};
@@ -39,6 +40,54 @@ enum Command {
         config: PathBuf,
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+    },
+    /// Show what `up` would do per container; exit 2 when something would change.
+    Plan {
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
+    /// Bring the stack up, or change it to match the deployment file.
+    Up {
+        #[command(flatten)]
+        project: ProjectArgs,
+        #[command(flatten)]
+        up: UpArgs,
+    },
+    /// Each service's container, state, readiness, image and published ports.
+    Status {
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
+    /// A service's container log.
+    Logs {
+        /// Project name (compose's project).
+        #[arg(long, short, env = "ESSCTL_PROJECT", default_value = "ess")]
+        project: String,
+        /// Keep following the log.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+        service: String,
+    },
+    /// Change the number of federation readers: `scale federation-reader=N`.
+    Scale {
+        #[command(flatten)]
+        project: ProjectArgs,
+        #[command(flatten)]
+        up: UpArgs,
+        #[arg(value_name = "federation-reader=N")]
+        spec: String,
+    },
+    /// Remove the stack's containers and network; volumes and secrets stay.
+    Down {
+        /// Project name (compose's project).
+        #[arg(long, short, env = "ESSCTL_PROJECT", default_value = "ess")]
+        project: String,
+        /// Remove the named volumes too (the database!).
+        #[arg(long)]
+        volumes: bool,
     },
 }
 
@@ -75,7 +124,40 @@ fn run(command: Command) -> Result<(), Failure> {
             runtime.block_on(secrets_verb(&config))
         }
         Command::Render { config, out } => render_verb(&config, &out),
+        Command::Plan { project } => {
+            if docker_runtime()?.block_on(verbs::plan(&project))? {
+                // Exit status 2: the plan has changes (like `terraform plan -detailed-exitcode`).
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                std::process::exit(2);
+            }
+            Ok(())
+        }
+        Command::Up { project, up } => {
+            docker_runtime()?.block_on(verbs::up(&project.project(), &up))
+        }
+        Command::Status { project } => docker_runtime()?.block_on(verbs::status(&project)),
+        Command::Logs {
+            project,
+            follow,
+            tail,
+            service,
+        } => docker_runtime()?.block_on(verbs::logs(&project, &service, follow, tail)),
+        Command::Scale { project, up, spec } => {
+            docker_runtime()?.block_on(verbs::scale(&project, &spec, &up))
+        }
+        Command::Down { project, volumes } => {
+            docker_runtime()?.block_on(verbs::down(&project, volumes))
+        }
     }
+}
+
+/// The Docker verbs run the services of one stage in parallel.
+fn docker_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
 }
 
 fn check(config: &Path) -> Result<(), Failure> {
