@@ -5,10 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Pingora allocates per request; mimalloc's thread-local free lists beat glibc's malloc
-/// there (see benches/README.md for the measurement).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use ess_router::config::Settings;
 use ess_router::server::{self, ProcessOptions};
 
