@@ -1,0 +1,322 @@
+//! `essctl plan/up/scale/down` against a real Docker daemon, with the router image and the
+//! `ess-standin` stand-in image (a TEST STAND-IN answering health and identity on each
+//! service's ports) in place of every other service. Nothing is pulled. Every project,
+//! network and volume is named `esst-<pid>-<n>` and removed when the test ends.
+
+mod orchestrator_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ess_suite::docker::{docker, images};
+use orchestrator_support::{essctl, stderr, stdout, write_deployment};
+
+/// How each service's stand-in listens: its ports as in `essctl::stack`, `{name}` being the
+/// service name, so the identity answer names the container that served it.
+const OVERRIDES: &str = r#"services:
+  postgres: {command: [--name, "{name}", --listen, "0.0.0.0:5432"], readiness: {http: {port: 5432, path: /health}}}
+  redis: {command: [--name, "{name}", --listen, "0.0.0.0:6379"], readiness: {tcp: {port: 6379}}}
+  synapse: {command: [--name, "{name}", --listen, "0.0.0.0:8008", --listen, "0.0.0.0:9093", --health-listen, "0.0.0.0:8080"]}
+  federation_reader: {command: [--name, "{name}", --listen, "0.0.0.0:8008", --health-listen, "0.0.0.0:8080"]}
+  mas: {command: [--name, "{name}", --listen, "0.0.0.0:8080", --health-listen, "0.0.0.0:8081"]}
+  mas-migrate: {command: [--version]}
+  element_web: {command: [--name, "{name}", --listen, "0.0.0.0:8080"]}
+  element_admin: {command: [--name, "{name}", --listen, "0.0.0.0:8080"]}
+  livekit: {command: [--name, "{name}", --listen, "0.0.0.0:7880"], publish: [{port: 30001, host_ip: 127.0.0.1, host_port: 0}, {port: 30002, protocol: udp, host_ip: 127.0.0.1, host_port: 0}]}
+  lk_jwt: {command: [--name, "{name}", --listen, "0.0.0.0:8080"]}
+  router: {publish: [{port: 8008, host_ip: 127.0.0.1, host_port: 0}]}
+"#;
+
+/// One test's deployment: a temporary directory, a unique project and front network, torn
+/// down (volumes included) when dropped.
+struct Stack {
+    dir: tempfile::TempDir,
+    project: String,
+    front: String,
+    overrides: PathBuf,
+}
+
+impl Stack {
+    /// `patch` replaces one line of the stand-in overrides.
+    fn new(patch: Option<(&str, &str)>) -> Stack {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let images = images();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let project = format!("esst-{}-{n}", std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        let overrides = dir.path().join("overrides.yaml");
+        let text = match patch {
+            Some((from, to)) => OVERRIDES.replace(from, to),
+            None => OVERRIDES.to_owned(),
+        };
+        std::fs::write(&overrides, text).unwrap();
+        let stack = Stack {
+            front: format!("{project}-front"),
+            project,
+            dir,
+            overrides,
+        };
+        assert_eq!(
+            images.standin, "ess-standin:test",
+            "the test images are the default tags"
+        );
+        stack
+    }
+
+    fn write(&self, readers: u8, extra: &str) -> PathBuf {
+        let s = &images().standin;
+        let images_section = format!(
+            "images:\n  postgres: {s}\n  redis: {s}\n  synapse: {s}\n  federation_reader: {s}\n  \
+             mas: {s}\n  element_web: {s}\n  element_admin: {s}\n  livekit: {s}\n  lk_jwt: {s}\n  \
+             router: {}\n",
+            images().router
+        );
+        write_deployment(
+            self.dir.path(),
+            &format!(
+                "{images_section}synapse:\n  federation_readers: {readers}\n{extra}front_proxy:\n  network: {}\n",
+                self.front
+            ),
+        )
+    }
+
+    fn config(&self) -> String {
+        self.dir
+            .path()
+            .join("deployment.yaml")
+            .display()
+            .to_string()
+    }
+
+    fn run(&self, verb: &[&str]) -> Output {
+        let config = self.config();
+        let overrides = self.overrides.display().to_string();
+        let mut args: Vec<&str> = verb.to_vec();
+        args.extend([
+            "--config",
+            &config,
+            "--project",
+            &self.project,
+            "--overrides",
+            &overrides,
+        ]);
+        essctl(&args, &[])
+    }
+
+    fn ok(&self, verb: &[&str]) -> String {
+        let out = self.run(verb);
+        assert!(
+            out.status.success(),
+            "essctl {verb:?} failed: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    /// Container name -> id of every container of the project.
+    fn containers(&self) -> BTreeMap<String, String> {
+        let out = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project),
+            "--format",
+            "{{.Names}} {{.ID}}",
+        ]);
+        out.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(n, id)| (n.to_owned(), id.to_owned()))
+            .collect()
+    }
+
+    fn volumes(&self) -> Vec<String> {
+        let out = docker(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project),
+        ]);
+        out.lines().map(str::to_owned).collect()
+    }
+
+    fn container(&self, service: &str) -> String {
+        format!("{}-{service}", self.project)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = essctl(&["down", "--volumes", "--project", &self.project], &[]);
+        let _ = std::process::Command::new("docker")
+            .args(["network", "rm", &self.front])
+            .output();
+    }
+}
+
+/// The servers that answered `requests` different federation state_ids requests sent to the
+/// router's published port, waiting up to `timeout` for all of `want` to show up.
+fn federation_servers(stack: &Stack, want: usize, timeout: Duration) -> BTreeSet<String> {
+    let port = docker(&["port", &stack.container("router"), "8008/tcp"]);
+    let addr = port.lines().next().unwrap().trim().to_owned();
+    let started = Instant::now();
+    loop {
+        let mut seen = BTreeSet::new();
+        for i in 0..60 {
+            let path =
+                format!("/_matrix/federation/v1/state_ids/%21room{i}:example.com?event_id=%24e");
+            let addr: std::net::SocketAddr = addr.parse().unwrap();
+            if let Ok(answer) = ess_suite::http::try_request(addr, "GET", &path, &[], b"") {
+                if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&answer.body) {
+                    if let Some(server) = json["server"].as_str() {
+                        seen.insert(server.to_owned());
+                    }
+                }
+            }
+        }
+        if seen.len() >= want || started.elapsed() > timeout {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn readers(n: u8) -> BTreeSet<String> {
+    (0..n)
+        .map(|i| format!("synapse-federation-reader-{i}"))
+        .collect()
+}
+
+#[test]
+fn up_converges_scales_through_discovery_and_recreates_exactly_what_changed() {
+    let stack = Stack::new(None);
+    stack.write(3, "");
+    let secrets = essctl(&["secrets", "--config", &stack.config()], &[]);
+    assert!(secrets.status.success(), "{}", stderr(&secrets));
+
+    // Nothing yet: the plan creates everything and says so with exit status 2.
+    let plan = stack.run(&["plan"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", stderr(&plan));
+    assert!(stdout(&plan).contains("router (") && stdout(&plan).contains(": create"));
+
+    let up = stack.ok(&["up", "--pull", "never"]);
+    assert!(up.contains("synapse-federation-reader-2"), "{up}");
+    let first = stack.containers();
+    assert_eq!(first.len(), 12, "{first:?}");
+
+    // Federation reads reach every reader through the router's published port.
+    assert_eq!(
+        federation_servers(&stack, 3, Duration::from_secs(30)),
+        readers(3)
+    );
+
+    // A second run changes nothing.
+    let plan = stack.run(&["plan"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
+    let again = stack.ok(&["up", "--pull", "never"]);
+    assert!(again.starts_with("unchanged"), "{again}");
+    assert_eq!(stack.containers(), first);
+
+    // Five readers: two new containers, the router stays and finds them through DNS.
+    let router = stack.containers()[&stack.container("router")].clone();
+    let scaled = stack.ok(&["scale", "federation-reader=5", "--pull", "never"]);
+    assert_eq!(scaled.lines().count(), 2, "{scaled}");
+    assert_eq!(stack.containers()[&stack.container("router")], router);
+    assert_eq!(
+        federation_servers(&stack, 5, Duration::from_secs(30)),
+        readers(5)
+    );
+
+    // A setting of Synapse's: exactly the Synapse processes are recreated, for their
+    // configuration.
+    stack.write(5, "  max_upload_size: 200M\n");
+    let before = stack.containers();
+    let plan = stack.run(&["plan"]);
+    assert_eq!(plan.status.code(), Some(2));
+    let plan = stdout(&plan);
+    let recreated: BTreeSet<&str> = plan
+        .lines()
+        .filter(|l| l.contains("recreate (configuration)"))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    let mut synapse: BTreeSet<String> = readers(5);
+    synapse.insert("synapse-main".into());
+    assert_eq!(
+        recreated,
+        synapse.iter().map(String::as_str).collect(),
+        "{plan}"
+    );
+    assert_eq!(
+        plan.lines().filter(|l| l.ends_with(": unchanged")).count(),
+        8,
+        "{plan}"
+    );
+    stack.ok(&["up", "--pull", "never"]);
+    let after = stack.containers();
+    for (name, id) in &before {
+        let service = name.strip_prefix(&format!("{}-", stack.project)).unwrap();
+        assert_eq!(after[name] != *id, synapse.contains(service), "{name}");
+    }
+
+    // Fewer readers remove the extra containers.
+    stack.write(2, "  max_upload_size: 200M\n");
+    let shrunk = stack.ok(&["up", "--pull", "never"]);
+    assert!(
+        shrunk.contains("synapse-federation-reader-4") && shrunk.contains("removed"),
+        "{shrunk}"
+    );
+    assert_eq!(stack.containers().len(), 11);
+
+    // down keeps the volumes; down --volumes removes them.
+    assert_eq!(stack.volumes().len(), 2);
+    essctl(&["down", "--project", &stack.project], &[]);
+    assert!(stack.containers().is_empty());
+    assert_eq!(stack.volumes().len(), 2);
+    let out = essctl(&["down", "--volumes", "--project", &stack.project], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stack.volumes().is_empty());
+}
+
+#[test]
+fn a_service_that_never_becomes_ready_fails_the_run_with_its_probe_and_log() {
+    // element_admin waits on a port nobody listens on.
+    let stack = Stack::new(Some((
+        "element_admin: {command: [--name, \"{name}\", --listen, \"0.0.0.0:8080\"]}",
+        "element_admin: {command: [--name, \"{name}\", --listen, \"0.0.0.0:8080\"], readiness: {http: {port: 9999, path: /health}}}",
+    )));
+    stack.write(0, "");
+    let out = stack.run(&["up", "--pull", "never", "--timeout", "3"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("essctl: error:"))
+        .unwrap_or(&err);
+    assert!(last.contains("element-admin did not become ready"), "{err}");
+    assert!(last.contains("GET :9999/health"), "{err}");
+    assert!(err.contains("listening on"), "the log tail: {err}");
+}
+
+#[test]
+fn pull_never_refuses_an_image_that_is_not_present() {
+    let stack = Stack::new(None);
+    let path = stack.write(0, "");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "element_admin: ess-standin:test",
+        "element_admin: esst-absent/none:1",
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = stack.run(&["up", "--pull", "never"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("esst-absent/none:1 is not present locally"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stack.containers().is_empty());
+}
