@@ -55,7 +55,11 @@ impl Standin {
     /// Start on `ip` (use a distinct 127.0.0.x per server, so every server can share one
     /// health port number in the router's configuration, as Synapse's 8080 does).
     pub fn start(name: &str, ip: &str, health_port: u16) -> Standin {
-        let addr: SocketAddr = format!("{ip}:{}", free_port_on(ip)).parse().expect("addr");
+        // A port free on `ip` may be the health port's number: that one is taken below.
+        let port = std::iter::repeat_with(|| free_port_on(ip))
+            .find(|p| *p != health_port)
+            .expect("a free port");
+        let addr: SocketAddr = format!("{ip}:{port}").parse().expect("addr");
         let health: SocketAddr = format!("{ip}:{health_port}").parse().expect("addr");
         let child = Command::new(cargo_bin("ess-standin"))
             .args(["--name", name, "--listen", &addr.to_string()])
