@@ -19,8 +19,10 @@ static GUARDS: OnceLock<[WorkerGuard; 2]> = OnceLock::new();
 pub fn init() {
     // Stdout is line-buffered: under it, every access line would be its own write(2). The
     // writer thread drains whatever lines are queued and flushes once per batch.
-    let (stdout, stdout_guard) =
-        tracing_appender::non_blocking(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
+    let (stdout, stdout_guard) = tracing_appender::non_blocking(std::io::BufWriter::with_capacity(
+        64 * 1024,
+        std::io::stdout(),
+    ));
     let (stderr, stderr_guard) = tracing_appender::non_blocking(std::io::stderr());
     let access = fmt::layer()
         .with_writer(stdout)
