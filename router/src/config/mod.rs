@@ -74,6 +74,9 @@ pub struct Listeners {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub connect: Duration,
+    /// TODO: not applied yet. Pingora reads a connection's first request headers before any
+    /// hook of ours runs, with its own 60 s per-read timeout, and keep-alive requests wait
+    /// under `client_idle`; applying this needs a Pingora server option that 0.9 lacks.
     pub request_headers: Duration,
     pub client_idle: Duration,
     pub server: Duration,
