@@ -208,6 +208,27 @@ fn up_converges_scales_through_discovery_and_recreates_exactly_what_changed() {
     let first = stack.containers();
     assert_eq!(first.len(), 12, "{first:?}");
 
+    // verify: one line per check. The stand-ins have no mas-cli and no client versions, so
+    // those two fail (and so does the run); the router's own checks and well-known pass.
+    let verify = stack.run(&["verify"]);
+    assert!(!verify.status.success());
+    let lines = stdout(&verify);
+    for ok in [
+        "router readiness",
+        "router metrics",
+        "well-known server",
+        "well-known client",
+    ] {
+        assert!(lines.contains(&format!("ok    {ok}: ")), "{lines}");
+    }
+    assert!(lines.contains("FAIL  mas-cli doctor: "), "{lines}");
+    assert_eq!(lines.lines().count(), 6, "{lines}");
+
+    // The compose export lists every service and the one-off migration.
+    let compose: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&stack.ok(&["export", "compose"])).unwrap();
+    assert_eq!(compose["services"].as_mapping().unwrap().len(), 13);
+
     // Federation reads reach every reader through the router's published port.
     assert_eq!(
         federation_servers(&stack, 3, Duration::from_secs(30)),

@@ -7,9 +7,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ess_suite::free_port;
-use ess_suite::http::{get, request, try_request};
+use ess_suite::http::{get, request, slow_requests, try_request};
 use ess_suite::processes::{pool_yaml, RouterProcess, Standin};
-use ess_suite::wait_for_tcp;
+use ess_suite::{wait_for_tcp, wait_until};
 
 /// Requests in a loop from one thread until stopped or `max` sent, counting failures.
 struct Load {
@@ -60,17 +60,6 @@ impl Load {
             self.failed.load(Ordering::Relaxed),
             servers,
         )
-    }
-}
-
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within 15 s"
-        );
-        thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -204,18 +193,7 @@ fn sigterm_lets_requests_in_flight_finish() {
     ));
     router.wait_ready(200);
     let at = router.ports.synapse;
-    let slow: Vec<_> = (0..4)
-        .map(|_| {
-            thread::spawn(move || {
-                request(
-                    at,
-                    "GET",
-                    "/_matrix/client/v3/x",
-                    &[("X-Standin-Delay-Ms", "1500")],
-                )
-            })
-        })
-        .collect();
+    let slow = slow_requests(at, "/_matrix/client/v3/x", 4, 1500);
     thread::sleep(Duration::from_millis(300));
     router.process.signal("TERM");
     for h in slow {

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ess_suite::free_port;
-use ess_suite::http::{get, request, Response};
+use ess_suite::http::{get, request, slow_requests, Response};
 use ess_suite::processes::{free_port_on, pool_yaml, RouterProcess, Standin};
+use ess_suite::{free_port, wait_until};
 
 const UNAVAILABLE: &str = r#"{"errcode":"M_UNKNOWN","error":"Server is unavailable"}"#;
 
@@ -46,7 +46,7 @@ fn a_pool_without_live_servers_falls_back_to_main() {
     assert_eq!(get(at, fed).json()["server"], "reader");
 
     reader.set_healthy(false);
-    wait_until(|| get(at, fed).json()["server"] == "main");
+    wait_until("traffic moved", || get(at, fed).json()["server"] == "main");
     router.wait_for_log(" synapse-main-failover/main1 ", 1);
     assert_eq!(
         ess_suite::http::try_request(router.ports.startup, "GET", "/synapse_ready", &[], b"")
@@ -57,7 +57,9 @@ fn a_pool_without_live_servers_falls_back_to_main() {
     );
 
     reader.set_healthy(true);
-    wait_until(|| get(at, fed).json()["server"] == "reader");
+    wait_until("traffic moved", || {
+        get(at, fed).json()["server"] == "reader"
+    });
 
     // media-repository never falls back: its requests are refused and readiness drops.
     media.set_healthy(false);
@@ -113,18 +115,7 @@ fn maxconn_queues_requests_and_a_full_queue_answers_429() {
     assert_eq!(main.stats()["max_in_flight"], 2);
 
     // Now hold both places longer than the queue timeout: the third request waits, then 429.
-    let holders: Vec<_> = (0..2)
-        .map(|_| {
-            thread::spawn(move || {
-                request(
-                    at,
-                    "GET",
-                    "/_matrix/client/v3/x",
-                    &[("X-Standin-Delay-Ms", "5000")],
-                )
-            })
-        })
-        .collect();
+    let holders = slow_requests(at, "/_matrix/client/v3/x", 2, 5000);
     thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     let r = get(at, "/_matrix/client/v3/x");
@@ -294,14 +285,6 @@ fn hashed_pools_keep_a_key_on_one_server_and_spread_keys() {
         ));
     }
     assert_eq!(seen.len(), 3, "createRoom spread by token: {seen:?}");
-}
-
-fn wait_until(mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(Instant::now() < deadline, "condition not met within 10 s");
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn refs(v: &[Standin]) -> Vec<&Standin> {

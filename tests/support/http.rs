@@ -46,6 +46,28 @@ pub fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &
         .unwrap_or_else(|e| panic!("{method} {target} to {addr}: {e}"))
 }
 
+/// `n` requests at once, each answered by the stand-in after `delay_ms`.
+pub fn slow_requests(
+    addr: SocketAddr,
+    target: &'static str,
+    n: usize,
+    delay_ms: u64,
+) -> Vec<std::thread::JoinHandle<Response>> {
+    (0..n)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let delay = delay_ms.to_string();
+                request(
+                    addr,
+                    "GET",
+                    target,
+                    &[("X-Standin-Delay-Ms", delay.as_str())],
+                )
+            })
+        })
+        .collect()
+}
+
 pub fn get(addr: SocketAddr, target: &str) -> Response {
     request(addr, "GET", target, &[])
 }

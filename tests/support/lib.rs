@@ -48,6 +48,18 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral loopback port")
 }
 
+/// Poll `condition` until it holds, or panic naming `what` after 15 s.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Wait until something accepts TCP connections on `addr`, or panic after `timeout`.
 pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) {
     let deadline = Instant::now() + timeout;

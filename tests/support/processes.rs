@@ -61,6 +61,11 @@ impl Standin {
             .expect("a free port");
         let addr: SocketAddr = format!("{ip}:{port}").parse().expect("addr");
         let health: SocketAddr = format!("{ip}:{health_port}").parse().expect("addr");
+        Standin::start_at(name, addr, health)
+    }
+
+    /// Start with identity answers on `addr` and `/health` on `health`.
+    pub fn start_at(name: &str, addr: SocketAddr, health: SocketAddr) -> Standin {
         let child = Command::new(cargo_bin("ess-standin"))
             .args(["--name", name, "--listen", &addr.to_string()])
             .args(["--health-listen", &health.to_string()])
