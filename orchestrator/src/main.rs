@@ -89,6 +89,41 @@ enum Command {
         #[arg(long)]
         volumes: bool,
     },
+    /// Write the stack in another format.
+    Export {
+        #[command(subcommand)]
+        format: ExportFormat,
+    },
+    /// Administration tasks in the running stack.
+    Admin {
+        #[command(subcommand)]
+        task: AdminTask,
+    },
+    /// The post-deploy checks: one line each, exit 1 when any fails.
+    Verify {
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportFormat {
+    /// A docker compose file equivalent to what `up` creates, on stdout.
+    Compose {
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminTask {
+    /// Register USER as an administrator through mas-cli; the password goes to the secrets
+    /// directory.
+    Create {
+        #[command(flatten)]
+        project: ProjectArgs,
+        user: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -149,6 +184,13 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Down { project, volumes } => {
             docker_runtime()?.block_on(verbs::down(&project, volumes))
         }
+        Command::Export {
+            format: ExportFormat::Compose { project },
+        } => docker_runtime()?.block_on(verbs::export_compose(&project)),
+        Command::Admin {
+            task: AdminTask::Create { project, user },
+        } => docker_runtime()?.block_on(verbs::admin_create(&project, &user)),
+        Command::Verify { project } => docker_runtime()?.block_on(verbs::verify(&project)),
     }
 }
 

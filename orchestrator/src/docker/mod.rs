@@ -2,7 +2,9 @@
 //! changed and torn down through the Docker Engine API (bollard), compose-compatible labels
 //! included so that `docker compose ls/ps` and other tools see the project.
 
+pub mod admin;
 pub mod client;
+pub mod compose;
 pub mod down;
 pub mod logs;
 pub mod overrides;
@@ -14,6 +16,7 @@ pub mod spec;
 pub mod status;
 pub mod up;
 pub mod verbs;
+pub mod verify;
 
 pub use client::{DockerError, Engine};
 pub use overrides::Overrides;

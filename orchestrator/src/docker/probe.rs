@@ -114,21 +114,21 @@ fn last_line(text: &str) -> &str {
 
 /// A minimal HTTP/1.1 GET: the status code of the answer.
 pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
-    let (status, _) = http_request(addr, "GET", path, "").await?;
+    let (status, _) = http_request(addr, "GET", path, None).await?;
     Ok(status)
 }
 
-/// A minimal HTTP/1.1 request with `Connection: close`: status code and body.
+/// A minimal HTTP/1.1 request with `Connection: close` (`Host` is the address unless
+/// given): status code and body.
 pub async fn http_request(
     addr: SocketAddr,
     method: &str,
     path: &str,
-    extra_headers: &str,
+    host: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr).await?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra_headers}Connection: close\r\n\r\n"
-    );
+    let host = host.map_or_else(|| addr.to_string(), str::to_owned);
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).await?;

@@ -186,3 +186,37 @@ pub async fn scale(args: &ProjectArgs, spec: &str, options: &UpArgs) -> Result<(
     project.federation_readers = Some(count);
     up(&project, options).await
 }
+
+/// `essctl export compose`: the compose file on stdout.
+pub async fn export_compose(args: &ProjectArgs) -> Result<(), Failure> {
+    let prepared = prepare(&args.project(), SecretsStep::ReadOnly).await?;
+    print!("{}", super::compose::export(&prepared.desired)?);
+    Ok(())
+}
+
+/// `essctl admin create USER`: prints where the password is, never the password.
+pub async fn admin_create(args: &ProjectArgs, user: &str) -> Result<(), Failure> {
+    let prepared = prepare(&args.project(), SecretsStep::ReadOnly).await?;
+    let engine = Engine::connect().await?;
+    let path = super::admin::create(&engine, &prepared.deployment, &args.project, user).await?;
+    println!(
+        "{user}: created as administrator; password in {}",
+        path.display()
+    );
+    Ok(())
+}
+
+/// `essctl verify`: one line per check; fails when any check failed.
+pub async fn verify(args: &ProjectArgs) -> Result<(), Failure> {
+    let prepared = prepare(&args.project(), SecretsStep::ReadOnly).await?;
+    let engine = Engine::connect().await?;
+    let checks = super::verify::verify(&engine, &prepared.deployment, &prepared.desired).await;
+    for check in &checks {
+        println!("{}", check.line());
+    }
+    let failed = checks.iter().filter(|c| c.result.is_err()).count();
+    if failed > 0 {
+        return Err(format!("{failed} of {} checks failed", checks.len()).into());
+    }
+    Ok(())
+}
