@@ -23,3 +23,6 @@ pub use overrides::Overrides;
 pub use plan::{Action, Plan};
 pub use prepare::{Prepared, Project};
 pub use spec::{ContainerSpec, Desired};
+
+#[cfg(test)]
+mod tests;
