@@ -117,6 +117,11 @@ impl NameState {
                     self.failing = false;
                     tracing::info!(server = %spec, addresses = answer.len(), "DNS answers again");
                 }
+                // A name with no address leaves its pool without that server: say so once
+                // when it starts, not every interval.
+                if answer.is_empty() && (self.answered_at.is_none() || !self.answer.is_empty()) {
+                    tracing::warn!(server = %spec, "the name has no address of the configured family");
+                }
                 self.answer = answer;
                 self.answered_at = Some(now);
             }
