@@ -341,3 +341,50 @@ fn pull_never_refuses_an_image_that_is_not_present() {
     );
     assert!(stack.containers().is_empty());
 }
+
+#[test]
+fn an_interrupted_up_is_finished_by_the_next_one() {
+    let stack = Stack::new(None);
+    stack.write(2, "");
+    let secrets = essctl(&["secrets", "--config", &stack.config()], &[]);
+    assert!(secrets.status.success(), "{}", stderr(&secrets));
+
+    let config = stack.config();
+    let overrides = stack.overrides.display().to_string();
+    let child = std::process::Command::new(ess_suite::cargo_bin("essctl"))
+        .args([
+            "up",
+            "--pull",
+            "never",
+            "--config",
+            &config,
+            "--project",
+            &stack.project,
+        ])
+        .args(["--overrides", &overrides])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the first containers exist, before the run can finish.
+    let started = Instant::now();
+    while stack.containers().len() < 2 && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "up finished before the interrupt: {err}"
+    );
+    assert!(err.contains("interrupted; run `essctl up` again"), "{err}");
+    assert!(stack.containers().len() < 11);
+
+    stack.ok(&["up", "--pull", "never"]);
+    assert_eq!(stack.containers().len(), 11);
+    assert_eq!(stack.run(&["plan"]).status.code(), Some(0));
+}
