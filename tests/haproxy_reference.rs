@@ -2,99 +2,13 @@
 //! HAProxy 2.6 accepts it, and it routes and answers like the chart's HAProxy. These are the
 //! chart's side of the comparisons the router's tests and the load benchmark make.
 
-use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use ess_suite::free_port;
+use ess_suite::haproxy::{render, Haproxy, HAPROXY};
 use ess_suite::http::{get, request, try_request, Response};
-use ess_suite::processes::{pool_yaml, Guard, Ports, Standin};
-use ess_suite::{cargo_bin, free_port, wait_for_tcp};
-
-const HAPROXY: &str = "haproxy";
-
-/// HAProxy running the configuration rendered from a router configuration.
-struct Haproxy {
-    ports: Ports,
-    dir: tempfile::TempDir,
-    _process: Guard,
-}
-
-impl Haproxy {
-    /// Render `yaml` (a router configuration without `listeners`, which are added on free
-    /// ports) and start HAProxy on it.
-    fn start(yaml: &str) -> Haproxy {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ports = Ports::free();
-        let listeners = format!(
-            "listeners:\n  synapse: \"{}\"\n  blackhole: \"{}\"\n  well_known: \"{}\"\n  \
-             metrics: \"{}\"\n  startup: \"{}\"\n",
-            ports.synapse, ports.blackhole, ports.well_known, ports.metrics, ports.startup
-        );
-        let config = dir.path().join("router.yaml");
-        fs::write(&config, format!("{listeners}{yaml}")).expect("write router.yaml");
-        let rendered = render(&config, &dir.path().join("haproxy"));
-
-        let log = |name: &str| fs::File::create(dir.path().join(name)).expect("log file");
-        let process = Command::new(HAPROXY)
-            .args(["-db", "-f"])
-            .arg(&rendered)
-            .stdout(log("stdout.log"))
-            .stderr(log("stderr.log"))
-            .spawn()
-            .expect("start haproxy (apt-get install haproxy)");
-        let haproxy = Haproxy {
-            ports,
-            dir,
-            _process: Guard(process),
-        };
-        wait_for_tcp(ports.synapse, Duration::from_secs(10));
-        haproxy
-    }
-
-    fn log(&self) -> String {
-        let read = |name: &str| fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-        format!("{}{}", read("stderr.log"), read("stdout.log"))
-    }
-
-    /// Poll `/synapse_ready` until it answers 200.
-    fn wait_ready(&self) {
-        self.wait_until("/synapse_ready is 200", || {
-            try_request(self.ports.startup, "GET", "/synapse_ready", &[], b"")
-                .is_ok_and(|r| r.status == 200)
-        });
-    }
-
-    fn wait_until(&self, what: &str, done: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !done() {
-            assert!(
-                Instant::now() < deadline,
-                "never {what}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// Run the generator; returns the haproxy.cfg it wrote.
-fn render(router_config: &Path, out: &Path) -> std::path::PathBuf {
-    let status = Command::new(cargo_bin("ess-haproxy-config"))
-        .arg("--config")
-        .arg(router_config)
-        .arg("--out")
-        .arg(out)
-        .stderr(Stdio::null())
-        .status()
-        .expect("run ess-haproxy-config");
-    assert!(
-        status.success(),
-        "ess-haproxy-config failed on {}",
-        router_config.display()
-    );
-    out.join("haproxy.cfg")
-}
+use ess_suite::processes::{pool_yaml, Standin};
 
 /// One stand-in per pool, on 127.0.`net`.x, sharing one health port.
 fn stack(net: u8, names: &[&str], extra: &str) -> (Haproxy, Vec<Standin>) {

@@ -74,5 +74,6 @@ pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) {
 
 pub mod dns;
 pub mod docker;
+pub mod haproxy;
 pub mod http;
 pub mod processes;
