@@ -288,3 +288,30 @@ fn every_request_gets_one_access_log_line_naming_pool_and_server() {
         1
     );
 }
+
+#[test]
+fn json_access_log_has_one_object_per_request() {
+    let s = stack(17, "access_log: json\n");
+    let at = s.router.ports.synapse;
+    request(
+        at,
+        "GET",
+        "/_matrix/client/v3/nothing",
+        &[("User-Agent", "probe/2")],
+    );
+    let log = s.router.wait_for_log("/_matrix/client/v3/nothing", 1);
+    let line = log
+        .lines()
+        .find(|l| l.contains("/_matrix/client/v3/nothing"))
+        .unwrap_or_default();
+    let entry: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+    assert_eq!(entry["frontend"], "synapse-http-in");
+    assert_eq!(entry["backend"], "synapse-main");
+    assert_eq!(entry["server"], "main1");
+    assert_eq!(entry["status"], 200);
+    assert_eq!(entry["method"], "GET");
+    assert_eq!(entry["user_agent"], "probe/2");
+    assert!(entry["client"]
+        .as_str()
+        .is_some_and(|c| c.starts_with("127.0.0.1:")));
+}
