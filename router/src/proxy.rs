@@ -23,7 +23,7 @@ use prometheus::IntCounter;
 use crate::access_log::{self, Entry};
 use crate::answers::{self, Answer};
 use crate::metrics::class_index;
-use crate::pool::{Pool, Slot, Unavailable};
+use crate::pool::{Pool, Slot, Unavailable, Upstream};
 use crate::request;
 use crate::state::{Router, Shared};
 
@@ -106,7 +106,8 @@ pub struct Ctx {
     response_time: Option<Duration>,
     /// Set when the router answered by itself: the termination state for the log.
     generated: Option<&'static str>,
-    server_name: Option<String>,
+    /// The server the request went to last, for the log.
+    upstream: Option<Arc<Upstream>>,
 }
 
 #[async_trait]
@@ -131,7 +132,7 @@ impl ProxyHttp for Frontend {
             connect_time: None,
             response_time: None,
             generated: None,
-            server_name: None,
+            upstream: None,
         }
     }
 
@@ -205,7 +206,7 @@ impl ProxyHttp for Frontend {
         peer.options.read_timeout = Some(pool.server_timeout);
         peer.options.write_timeout = Some(pool.server_timeout);
         peer.options.idle_timeout = Some(Duration::from_secs(60));
-        ctx.server_name = Some(upstream.name.clone());
+        ctx.upstream = Some(upstream.clone());
         ctx.peer_chosen = Some(Instant::now());
         ctx.slot = Some(slot);
         Ok(Box::new(peer))
@@ -371,7 +372,7 @@ impl ProxyHttp for Frontend {
                 .map(|a| SocketAddr::new(ctx.client.unwrap_or(a.ip()), a.port())),
             frontend,
             backend,
-            server: ctx.server_name.as_deref().unwrap_or("<NOSRV>"),
+            server: ctx.upstream.as_ref().map_or("<NOSRV>", |u| u.name.as_str()),
             queue_ms: access_log::millis(ctx.pool.as_ref().map(|_| ctx.queue_time)),
             connect_ms: access_log::millis(ctx.connect_time),
             response_ms: access_log::millis(ctx.response_time),
@@ -455,9 +456,8 @@ impl Frontend {
         }
 
         let uri = req.uri.path_and_query().map_or(path, |pq| pq.as_str());
-        let client_text = client.to_string();
         ctx.balance_key =
-            request::balance_key(pool.balance, path, uri, &ctx.access_token, &client_text).to_vec();
+            request::balance_key(pool.balance, path, uri, &ctx.access_token, client).into_owned();
         ctx.pool = Some(pool.clone());
         None
     }

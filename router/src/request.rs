@@ -131,23 +131,28 @@ pub fn balance_key<'r>(
     path: &'r str,
     uri: &'r str,
     token: &'r [u8],
-    client: &'r str,
-) -> &'r [u8] {
+    client: IpAddr,
+) -> Cow<'r, [u8]> {
     match balance {
-        Balance::RoundRobin => b"",
-        Balance::Uri => uri.as_bytes(),
-        Balance::Source => client.as_bytes(),
-        Balance::AccessToken => token,
+        Balance::RoundRobin => Cow::Borrowed(b""),
+        Balance::Uri => Cow::Borrowed(uri.as_bytes()),
+        Balance::Source => Cow::Owned(match client {
+            IpAddr::V4(ip) => ip.octets().to_vec(),
+            IpAddr::V6(ip) => ip.octets().to_vec(),
+        }),
+        Balance::AccessToken => Cow::Borrowed(token),
         Balance::Room => {
             // The chart means createRoom to spread by token; it set the literal text
             // `hdr(X-Access-Token)` instead, which sent every createRoom to one worker.
             if CREATE_ROOM.is_match(path) {
-                return token;
+                return Cow::Borrowed(token);
             }
-            ROOM_IN_PATH
-                .iter()
-                .find_map(|re| re.captures(path).and_then(|c| c.get(1)))
-                .map_or(path.as_bytes(), |m| m.as_str().as_bytes())
+            Cow::Borrowed(
+                ROOM_IN_PATH
+                    .iter()
+                    .find_map(|re| re.captures(path).and_then(|c| c.get(1)))
+                    .map_or(path.as_bytes(), |m| m.as_str().as_bytes()),
+            )
         }
     }
 }
@@ -219,8 +224,17 @@ mod tests {
     #[test]
     fn event_creator_key_is_the_room_or_user_in_the_path() {
         let key = |path: &str| {
-            String::from_utf8(balance_key(Balance::Room, path, path, b"tok", "c").to_vec())
-                .expect("utf8")
+            String::from_utf8(
+                balance_key(
+                    Balance::Room,
+                    path,
+                    path,
+                    b"tok",
+                    IpAddr::from([192, 0, 2, 1]),
+                )
+                .to_vec(),
+            )
+            .expect("utf8")
         };
         assert_eq!(
             key("/_matrix/client/v3/rooms/!r:x/send/m.room.message/1"),
@@ -230,5 +244,28 @@ mod tests {
         assert_eq!(key("/_matrix/client/v3/profile/@u:x/displayname"), "@u:x");
         assert_eq!(key("/_matrix/client/v3/createRoom"), "tok");
         assert_eq!(key("/_matrix/client/v3/other"), "/_matrix/client/v3/other");
+    }
+
+    #[test]
+    fn source_key_is_the_client_address_and_round_robin_has_none() {
+        let key = |ip: [u8; 4]| balance_key(Balance::Source, "/p", "/p?q", b"t", IpAddr::from(ip));
+        assert_eq!(key([192, 0, 2, 1]), key([192, 0, 2, 1]));
+        assert_ne!(key([192, 0, 2, 1]), key([192, 0, 2, 2]));
+        let rr = balance_key(
+            Balance::RoundRobin,
+            "/p",
+            "/p?q",
+            b"t",
+            IpAddr::from([192, 0, 2, 1]),
+        );
+        assert!(rr.is_empty());
+        let uri = balance_key(
+            Balance::Uri,
+            "/p",
+            "/p?q",
+            b"t",
+            IpAddr::from([192, 0, 2, 1]),
+        );
+        assert_eq!(&*uri, b"/p?q");
     }
 }
