@@ -76,12 +76,11 @@ impl BackgroundService for HealthChecker {
                 Some(Ok((key, upstream, check, result))) = running.join_next() => {
                     if let Some(tracker) = trackers.get_mut(&key) {
                         tracker.running = false;
-                        let was_up = upstream.is_up();
-                        let came_up = record(tracker, &upstream, &check, &key.0, result);
-                        if was_up != upstream.is_up() {
-                            self.shared.metrics.health_flip(&key.0, &upstream.name, !was_up);
+                        let flip = record(tracker, &upstream, &check, &key.0, result);
+                        if let Some(up) = flip {
+                            self.shared.metrics.health_flip(&key.0, &upstream.name, up);
                         }
-                        if came_up {
+                        if flip == Some(true) {
                             // A server came up: queued requests may now find a place.
                             for pool in router.pools.iter().chain([&router.main_failover]) {
                                 pool.wake_waiters();
@@ -94,14 +93,14 @@ impl BackgroundService for HealthChecker {
     }
 }
 
-/// Apply one result; returns whether the server came up.
+/// Apply one result; returns the server's new state when it flipped.
 fn record(
     t: &mut Tracker,
     upstream: &Upstream,
     check: &HealthCheck,
     backend: &str,
     result: Result<u16, String>,
-) -> bool {
+) -> Option<bool> {
     match result {
         Ok(status) if (200..400).contains(&status) => {
             t.passes += 1;
@@ -110,7 +109,7 @@ fn record(
             t.ever_passed = true;
             if !upstream.is_up() && t.passes >= rise && upstream.set_up(true) {
                 tracing::info!(backend, server = %upstream.name, addr = %upstream.addr, "server is up");
-                return true;
+                return Some(true);
             }
         }
         outcome => {
@@ -122,10 +121,11 @@ fn record(
                     Err(e) => e,
                 };
                 tracing::warn!(backend, server = %upstream.name, addr = %upstream.addr, %reason, "server is down");
+                return Some(false);
             }
         }
     }
-    false
+    None
 }
 
 /// One HTTP/1.0 health request; returns the status code.
@@ -202,19 +202,19 @@ mod tests {
         let up = Upstream::new("127.0.0.1:1".parse().expect("addr"), "main1".into(), false);
         let mut t = Tracker::default();
         let c = check();
-        assert!(record(&mut t, &up, &c, "b", Ok(200)));
+        assert_eq!(record(&mut t, &up, &c, "b", Ok(200)), Some(true));
         assert!(up.is_up());
 
         for _ in 0..2 {
-            record(&mut t, &up, &c, "b", Err("refused".into()));
+            assert_eq!(record(&mut t, &up, &c, "b", Err("refused".into())), None);
         }
         assert!(up.is_up(), "two failures are fewer than fall=3");
-        record(&mut t, &up, &c, "b", Ok(500));
+        assert_eq!(record(&mut t, &up, &c, "b", Ok(500)), Some(false));
         assert!(!up.is_up(), "a 5xx counts as a failure");
 
-        assert!(!record(&mut t, &up, &c, "b", Ok(204)));
+        assert_eq!(record(&mut t, &up, &c, "b", Ok(204)), None);
         assert!(!up.is_up(), "one pass is fewer than rise=2");
-        assert!(record(&mut t, &up, &c, "b", Ok(302)));
+        assert_eq!(record(&mut t, &up, &c, "b", Ok(302)), Some(true));
         assert!(up.is_up());
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -107,8 +107,6 @@ pub struct Pool {
     /// Requests waiting for a slot, and the signal that one may have freed.
     waiting: AtomicUsize,
     freed: Notify,
-    /// Requests refused with 429.
-    pub refused: AtomicU64,
     pub metrics: PoolMetrics,
     registry: Arc<Metrics>,
 }
@@ -153,7 +151,6 @@ impl Pool {
             next: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
             freed: Notify::new(),
-            refused: AtomicU64::new(0),
         }
     }
 
@@ -243,9 +240,6 @@ impl Pool {
             Err(Unavailable::NoLiveServer) => self.metrics.refused_no_server.inc(),
             Err(Unavailable::QueueTimeout) => self.metrics.refused_queue.inc(),
             Ok(_) => {}
-        }
-        if result.is_err() {
-            self.refused.fetch_add(1, Ordering::Relaxed);
         }
         result
     }

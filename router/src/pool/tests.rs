@@ -122,7 +122,7 @@ async fn no_live_server_is_refused_at_once() {
         p.acquire(b"", None).await.err(),
         Some(Unavailable::NoLiveServer)
     );
-    assert_eq!(p.refused.load(Ordering::Relaxed), 1);
+    assert_eq!(p.metrics.refused_no_server.get(), 1);
 }
 
 #[tokio::test]
