@@ -6,6 +6,7 @@
 mod orchestrator_support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,17 +16,19 @@ use ess_suite::docker::{docker, images};
 use orchestrator_support::{essctl, stderr, stdout, write_deployment};
 
 /// How each service's stand-in listens: its ports as in `essctl::stack`, `{name}` being the
-/// service name, so the identity answer names the container that served it.
+/// service name, so the identity answer names the container that served it. Like the real
+/// services, a stand-in exits at start when it cannot read its keys and passfile or write its
+/// volume as the user essctl runs it as (the chart's), so every `up` here checks that too.
 const OVERRIDES: &str = r#"services:
-  postgres: {command: [--name, "{name}", --listen, "0.0.0.0:5432"], readiness: {http: {port: 5432, path: /health}}}
+  postgres: {command: [--name, "{name}", --listen, "0.0.0.0:5432", --require-readable, /secrets/POSTGRES_ADMIN_PASSWORD, --require-writable, /var/lib/postgresql/data], readiness: {http: {port: 5432, path: /health}}}
   redis: {command: [--name, "{name}", --listen, "0.0.0.0:6379"], readiness: {tcp: {port: 6379}}}
-  synapse: {command: [--name, "{name}", --listen, "0.0.0.0:8008", --listen, "0.0.0.0:9093", --health-listen, "0.0.0.0:8080"]}
-  federation_reader: {command: [--name, "{name}", --listen, "0.0.0.0:8008", --health-listen, "0.0.0.0:8080"]}
-  mas: {command: [--name, "{name}", --listen, "0.0.0.0:8080", --health-listen, "0.0.0.0:8081"]}
+  synapse: {command: [--name, "{name}", --listen, "0.0.0.0:8008", --listen, "0.0.0.0:9093", --health-listen, "0.0.0.0:8080", --require-readable, /secrets/SYNAPSE_SIGNING_KEY, --require-readable, /conf/pgpass, --require-writable, /media]}
+  federation_reader: {command: [--name, "{name}", --listen, "0.0.0.0:8008", --health-listen, "0.0.0.0:8080", --require-readable, /secrets/SYNAPSE_SIGNING_KEY, --require-readable, /conf/pgpass]}
+  mas: {command: [--name, "{name}", --listen, "0.0.0.0:8080", --health-listen, "0.0.0.0:8081", --require-readable, /secrets/MAS_RSA_PRIVATE_KEY]}
   mas-migrate: {command: [--version]}
   element_web: {command: [--name, "{name}", --listen, "0.0.0.0:8080"]}
   element_admin: {command: [--name, "{name}", --listen, "0.0.0.0:8080"]}
-  livekit: {command: [--name, "{name}", --listen, "0.0.0.0:7880"], publish: [{port: 30001, host_ip: 127.0.0.1, host_port: 0}, {port: 30002, protocol: udp, host_ip: 127.0.0.1, host_port: 0}]}
+  livekit: {command: [--name, "{name}", --listen, "0.0.0.0:7880", --require-readable, /conf/keys.yaml], publish: [{port: 30001, host_ip: 127.0.0.1, host_port: 0}, {port: 30002, protocol: udp, host_ip: 127.0.0.1, host_port: 0}]}
   lk_jwt: {command: [--name, "{name}", --listen, "0.0.0.0:8080"]}
   router: {publish: [{port: 8008, host_ip: 127.0.0.1, host_port: 0}]}
 "#;
@@ -207,6 +210,26 @@ fn up_converges_scales_through_discovery_and_recreates_exactly_what_changed() {
     assert!(up.contains("synapse-federation-reader-2"), "{up}");
     let first = stack.containers();
     assert_eq!(first.len(), 12, "{first:?}");
+
+    // Each service runs as the chart's user with the secrets group; the secret files are the
+    // group's (0440), a passfile its service user's alone (0600, as libpq wants). The
+    // stand-ins above started only because they could read and write what they needed.
+    let user = docker(&[
+        "inspect",
+        "--format",
+        "{{.Config.User}} {{.HostConfig.GroupAdd}}",
+        &stack.container("synapse-main"),
+    ]);
+    assert_eq!(user, "10091:10091 [10010]");
+    let secret = stack.dir.path().join("secrets/SYNAPSE_SIGNING_KEY");
+    let meta = std::fs::metadata(&secret).unwrap();
+    assert_eq!((meta.mode() & 0o777, meta.gid()), (0o440, 10010));
+    let pgpass = stack
+        .dir
+        .path()
+        .join(format!("rendered/{}/synapse-main/pgpass", stack.project));
+    let meta = std::fs::metadata(&pgpass).unwrap();
+    assert_eq!((meta.mode() & 0o777, meta.uid()), (0o600, 10091));
 
     // verify: one line per check. The stand-ins have no mas-cli and no client versions, so
     // those two fail (and so does the run); the router's own checks and well-known pass.

@@ -318,3 +318,66 @@ fn sigterm_stops_the_stand_in_cleanly() {
     let status = standin.child.wait().expect("wait for the stand-in");
     assert!(status.success(), "exit status {status}");
 }
+
+#[test]
+fn a_file_it_cannot_read_or_a_directory_it_cannot_write_stops_it_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("signing.key");
+    let out = Command::new(ess_suite::cargo_bin("ess-standin"))
+        .args(["--name", "s", "--listen", "127.0.0.1:0"])
+        .arg("--require-readable")
+        .arg(&missing)
+        .output()
+        .expect("run ess-standin");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot read {}", missing.display())),
+        "{stderr}"
+    );
+
+    let out = Command::new(ess_suite::cargo_bin("ess-standin"))
+        .args(["--name", "s", "--listen", "127.0.0.1:0"])
+        .args(["--require-writable", "/proc"])
+        .output()
+        .expect("run ess-standin");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write in /proc"));
+}
+
+#[test]
+fn invoked_as_chown_it_gives_a_path_to_a_numeric_owner() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let chown = dir.path().join("chown");
+    std::os::unix::fs::symlink(ess_suite::cargo_bin("ess-standin"), &chown).unwrap();
+    let target = dir.path().join("volume");
+    std::fs::create_dir(&target).unwrap();
+    // The tests run as root (as CI does); anyone else may give a file only to themselves.
+    let me = std::fs::metadata("/proc/self").unwrap();
+    let (uid, gid) = if me.uid() == 0 {
+        (10091, 10091)
+    } else {
+        (me.uid(), me.gid())
+    };
+
+    let out = Command::new(&chown)
+        .arg(format!("{uid}:{gid}"))
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta = std::fs::metadata(&target).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (uid, gid));
+
+    let out = Command::new(&chown)
+        .args(["synapse", "/x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected numeric UID:GID"));
+}

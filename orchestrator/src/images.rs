@@ -50,6 +50,23 @@ impl Component {
         }
     }
 
+    /// The user and group the container runs as: the chart's `runAsUser`/`runAsGroup` for
+    /// the component, so that the images run as they do under Kubernetes (never root, and
+    /// without an entrypoint that drops privileges and with them the secrets group).
+    pub fn user(self) -> (u32, u32) {
+        let id = match self {
+            Component::Postgres | Component::Synapse | Component::FederationReader => 10091,
+            Component::Redis => 10002,
+            Component::Mas => 10005,
+            Component::ElementWeb => 10004,
+            Component::ElementAdmin => 10104,
+            Component::LiveKit => 10033,
+            Component::LkJwt => 10030,
+            Component::Router => 10001,
+        };
+        (id, id)
+    }
+
     /// The pinned image used when the deployment file does not override it.
     pub fn default_image(self, edition: Edition) -> ImageRef {
         let router = format!("localhost/ess-router:{}", env!("CARGO_PKG_VERSION"));

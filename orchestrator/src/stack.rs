@@ -6,6 +6,9 @@ use crate::deployment::{Deployment, Hostname, ImageRef};
 use crate::images::Component;
 use crate::secrets::{self, SecretName};
 
+/// The network alias every federation reader answers to: the router's pool is this one DNS
+/// name, so readers join and leave it through discovery, without a router restart.
+pub const FEDERATION_READERS_ALIAS: &str = "synapse-federation-reader";
 pub const POSTGRES: &str = "postgres";
 pub const REDIS: &str = "redis";
 pub const SYNAPSE_MAIN: &str = "synapse-main";

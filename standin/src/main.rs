@@ -5,10 +5,12 @@
 #![forbid(unsafe_code)]
 
 mod answer;
+mod chown;
 mod controls;
 mod serve;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -40,10 +42,36 @@ struct Args {
     /// Answer a small constant body instead of the identity JSON, for load benchmarks.
     #[arg(long)]
     fixed_body: bool,
+
+    /// A file the service needs to read (its configuration, a key): exit with an error at
+    /// start when it cannot, as the real service would; repeatable.
+    #[arg(long = "require-readable", value_name = "FILE")]
+    require_readable: Vec<PathBuf>,
+
+    /// A directory the service needs to write (its data volume): exit with an error at
+    /// start when a file cannot be created there; repeatable.
+    #[arg(long = "require-writable", value_name = "DIR")]
+    require_writable: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
+    // Installed as /bin/chown too, standing in for the image's own chown.
+    let mut argv = std::env::args_os();
+    let invoked_as = argv.next().map(PathBuf::from);
+    if invoked_as.as_deref().and_then(Path::file_name) == Some("chown".as_ref()) {
+        return match chown::run(argv) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("chown: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = Args::parse();
+    if let Err(error) = check_access(&args) {
+        eprintln!("ess-standin: error: {error}");
+        return ExitCode::FAILURE;
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -51,6 +79,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The `--require-*` checks, as the user the stand-in runs as.
+fn check_access(args: &Args) -> Result<(), String> {
+    for file in &args.require_readable {
+        std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    }
+    for dir in &args.require_writable {
+        let probe = dir.join(format!(".ess-standin-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+    }
+    Ok(())
 }
 
 fn run(args: Args) -> Result<(), String> {

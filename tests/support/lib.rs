@@ -26,9 +26,12 @@ pub fn cargo_bin(name: &str) -> PathBuf {
     let path = profile_dir.join(name);
 
     if !built.iter().any(|b| b == name) {
+        // Every target of the workspace, as `cargo test --workspace` selects them: the same
+        // selection resolves the same dependency features (criterion, a dev-dependency, adds
+        // some), so this reuses the test build instead of compiling the dependencies again.
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--workspace", "--bin", name]);
+        cmd.args(["build", "--quiet", "--workspace", "--all-targets"]);
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             cmd.arg("--release");
         }

@@ -246,14 +246,27 @@ pub struct SecretsSettings {
     /// Directory of the secret files; relative to the deployment file's directory.
     #[serde(default = "default_secrets_dir")]
     pub dir: PathBuf,
+    /// Group (numeric id) that owns the files containers mount which hold secrets. Every
+    /// container gets it as a supplementary group, so services that run as their own
+    /// non-root user can read what is mounted for them, and nothing else on the host can.
+    #[serde(default = "default_secrets_group")]
+    pub group: u32,
 }
 
 impl Default for SecretsSettings {
     fn default() -> Self {
         SecretsSettings {
             dir: default_secrets_dir(),
+            group: default_secrets_group(),
         }
     }
+}
+
+/// The group of the chart's secret-generating job: one the services' own users are not in.
+pub const DEFAULT_SECRETS_GROUP: u32 = 10010;
+
+fn default_secrets_group() -> u32 {
+    DEFAULT_SECRETS_GROUP
 }
 
 fn default_secrets_dir() -> PathBuf {

@@ -40,6 +40,14 @@ pub(super) fn problems(d: &Deployment) -> Vec<String> {
             ),
         );
     }
+    if d.secrets.group == 0 {
+        problem(
+            "secrets.group",
+            "expected a group of its own (e.g. 10010), got 0: every container would join \
+             root's group"
+                .into(),
+        );
+    }
     let size = d.synapse.max_upload_size.trim_end_matches(['K', 'M', 'G']);
     if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) {
         problem(

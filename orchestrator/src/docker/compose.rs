@@ -33,6 +33,9 @@ struct ComposeService {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tmpfs: Vec<String>,
     read_only: bool,
+    user: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    group_add: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     ports: Vec<String>,
     labels: BTreeMap<String, String>,
@@ -124,6 +127,8 @@ fn service(spec: &ContainerSpec, front: bool) -> ComposeService {
         volumes,
         tmpfs: spec.tmpfs.clone(),
         read_only: spec.read_only,
+        user: spec.user.clone(),
+        group_add: spec.group_add.clone(),
         ports,
         labels,
         restart: spec.restart.then_some("unless-stopped"),

@@ -2,6 +2,7 @@
 //! changed and torn down through the Docker Engine API (bollard), compose-compatible labels
 //! included so that `docker compose ls/ps` and other tools see the project.
 
+pub mod access;
 pub mod admin;
 pub mod client;
 pub mod compose;

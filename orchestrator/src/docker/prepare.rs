@@ -6,12 +6,11 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 
 use super::overrides::Overrides;
-use super::spec::{self, Desired, FEDERATION_READERS_ALIAS};
+use super::spec::{self, Desired};
 use crate::deployment::Deployment;
 use crate::render::{self, Rendered};
 use crate::secret_source::Resolver;
 use crate::secrets;
-use crate::stack;
 use crate::vault::VaultSession;
 
 type Failure = Box<dyn Error + Send + Sync>;
@@ -92,8 +91,7 @@ pub async fn prepare(project: &Project, secrets_step: SecretsStep) -> Result<Pre
         secrets::fetch_external(&deployment, &mut resolver).await?;
     }
 
-    let mut rendered = render::render(&deployment)?;
-    route_readers_by_alias(&mut rendered)?;
+    let rendered = render::render(&deployment)?;
     let desired = spec::desired(&spec::Inputs {
         project: &project.name,
         deployment: &deployment,
@@ -107,37 +105,4 @@ pub async fn prepare(project: &Project, secrets_step: SecretsStep) -> Result<Pre
         rendered,
         desired,
     })
-}
-
-/// Points the router's federation-reader pool at the readers' shared network alias instead of
-/// each reader by name: Docker's DNS answers it with every reader's address and the router
-/// follows the answer, so scaling the readers leaves the router's configuration (and its
-/// container) untouched.
-// TODO: render/router.rs could write this form itself once the router renderer's owner
-// agrees; until then the Docker step rewrites that one key.
-fn route_readers_by_alias(rendered: &mut Rendered) -> Result<(), Failure> {
-    let Some(router) = rendered
-        .services
-        .iter_mut()
-        .find(|s| s.service == stack::ROUTER)
-    else {
-        return Ok(());
-    };
-    let Some(file) = router.files.iter_mut().find(|f| f.name == "router.yaml") else {
-        return Ok(());
-    };
-    let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&file.contents)?;
-    let servers = config
-        .get_mut("synapse")
-        .and_then(|s| s.get_mut("pools"))
-        .and_then(|p| p.get_mut("federation-reader"))
-        .and_then(|r| r.get_mut("servers"));
-    if let Some(servers) = servers {
-        *servers = serde_yaml_ng::Value::Sequence(vec![serde_yaml_ng::Value::String(format!(
-            "{FEDERATION_READERS_ALIAS}:{}",
-            stack::SYNAPSE_HTTP_PORT
-        ))]);
-        file.contents = serde_yaml_ng::to_string(&config)?.into_bytes();
-    }
-    Ok(())
 }

@@ -24,9 +24,7 @@ pub const HASH_SECRETS_LABEL: &str = "io.element.ess.hash.secrets";
 pub const HASH_SETTINGS_LABEL: &str = "io.element.ess.hash.settings";
 pub const STAGE_LABEL: &str = "io.element.ess.stage";
 
-/// The network alias every federation reader answers to: the router's pool is this one DNS
-/// name, so readers join and leave it through discovery, without a router restart.
-pub const FEDERATION_READERS_ALIAS: &str = "synapse-federation-reader";
+pub use crate::stack::FEDERATION_READERS_ALIAS;
 /// The one-off container that migrates MAS's database before MAS starts.
 pub const MAS_MIGRATE: &str = "mas-migrate";
 
@@ -66,6 +64,10 @@ pub struct ContainerSpec {
     pub volumes: Vec<VolumeMount>,
     pub tmpfs: Vec<String>,
     pub read_only: bool,
+    /// `uid:gid` the process runs as.
+    pub user: String,
+    /// Supplementary groups: the secrets group, which owns the mounted secret files.
+    pub group_add: Vec<String>,
     /// Names other containers reach it by on the project network.
     pub aliases: Vec<String>,
     /// Also attached to the front proxy's network.
@@ -77,6 +79,14 @@ pub struct ContainerSpec {
     pub restart: bool,
     #[serde(skip)]
     pub hashes: Hashes,
+}
+
+impl ContainerSpec {
+    /// The numeric user and group of [`ContainerSpec::user`].
+    pub fn owner(&self) -> Option<(u32, u32)> {
+        let (uid, gid) = self.user.split_once(':')?;
+        Some((uid.parse().ok()?, gid.parse().ok()?))
+    }
 }
 
 /// The whole desired state of a project.
@@ -242,6 +252,8 @@ fn container(
         vec![]
     };
 
+    let (uid, gid) = service.component.user();
+
     let mut labels = BTreeMap::new();
     labels.insert(PROJECT_LABEL.into(), project.to_owned());
     labels.insert(SERVICE_LABEL.into(), name.to_owned());
@@ -274,6 +286,8 @@ fn container(
         volumes: volumes_of(project, name),
         tmpfs,
         read_only,
+        user: format!("{uid}:{gid}"),
+        group_add: vec![d.secrets.group.to_string()],
         aliases,
         public: !service.routes.is_empty(),
         publish,

@@ -19,7 +19,7 @@ use futures_util::future::try_join_all;
 use super::client::{api, is_conflict, is_not_found, DockerError, Engine};
 use super::plan::{Action, Plan, Step};
 use super::probe;
-use super::spec::{ContainerSpec, Desired, PROJECT_LABEL};
+use super::spec::{ContainerSpec, Desired, ONEOFF_LABEL, PROJECT_LABEL, SERVICE_LABEL};
 use crate::stack;
 
 /// How long `docker stop` waits before it kills (compose's default).
@@ -185,6 +185,7 @@ fn body(spec: &ContainerSpec, network: &str) -> ContainerCreateBody {
     ContainerCreateBody {
         hostname: Some(spec.service.clone()),
         image: Some(spec.image.clone()),
+        user: Some(spec.user.clone()),
         entrypoint: spec.entrypoint.clone(),
         cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
         env: Some(spec.env.clone()),
@@ -202,6 +203,7 @@ fn body(spec: &ContainerSpec, network: &str) -> ContainerCreateBody {
                 maximum_retry_count: None,
             }),
             readonly_rootfs: Some(spec.read_only),
+            group_add: (!spec.group_add.is_empty()).then(|| spec.group_add.clone()),
             tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
             network_mode: Some(network.to_owned()),
             ..Default::default()
@@ -265,11 +267,46 @@ async fn start(engine: &Engine, name: &str) -> Result<(), DockerError> {
     }
 }
 
-/// Runs the one-off MAS migration to completion; removes its container when it succeeded.
-async fn run_migration(
+/// The one-off that gives a service's named volumes to the user the service runs as: a new
+/// volume is root's, and Docker has no fsGroup. Only the volume's top directory changes, so
+/// data already there is left as it is. Runs the service's own image as root with its
+/// `chown` whenever the service's container is created (not recreated: its volume was given
+/// before the container first ran), so a run interrupted in between converges on the next.
+fn volume_owner(spec: &ContainerSpec) -> ContainerSpec {
+    let mut entrypoint = vec!["/bin/chown".to_owned(), spec.user.clone()];
+    entrypoint.extend(spec.volumes.iter().map(|v| v.target.clone()));
+    let mut labels = spec.labels.clone();
+    labels.retain(|k, _| k == PROJECT_LABEL);
+    labels.insert(ONEOFF_LABEL.into(), "True".into());
+    labels.insert(SERVICE_LABEL.into(), format!("{}-volumes", spec.service));
+    ContainerSpec {
+        service: format!("{}-volumes", spec.service),
+        container: format!("{}-volumes", spec.container),
+        entrypoint: Some(entrypoint),
+        command: vec![],
+        env: vec![],
+        files: vec![],
+        secrets: vec![],
+        tmpfs: vec![],
+        read_only: false,
+        user: "0:0".into(),
+        group_add: vec![],
+        aliases: vec![],
+        public: false,
+        publish: vec![],
+        labels,
+        restart: false,
+        ..spec.clone()
+    }
+}
+
+/// Runs a one-off container (the MAS migration, a volume's owner) to completion; removes it
+/// when it succeeded, leaves it for `docker logs` when it failed.
+async fn run_once(
     engine: &Engine,
     desired: &Desired,
     spec: &ContainerSpec,
+    what: &str,
     timeout: Duration,
 ) -> Result<(), DockerError> {
     remove_container(engine, &spec.container).await?;
@@ -286,7 +323,7 @@ async fn run_migration(
             let code = state.exit_code.unwrap_or(-1);
             if code != 0 {
                 return Err(DockerError::Command {
-                    what: format!("the MAS database migration ({})", spec.container),
+                    what: format!("{what} ({})", spec.container),
                     code,
                     output: probe::log_tail(engine, &spec.container, 20).await,
                 });
@@ -320,8 +357,14 @@ async fn apply_step(
     if spec.service == stack::MAS && matches!(step.action, Action::Create | Action::Recreate(_)) {
         if let Some(migrate) = &desired.mas_migrate {
             eprintln!("{}: running", migrate.service);
-            run_migration(engine, desired, migrate, options.ready_timeout).await?;
+            let what = "the MAS database migration";
+            run_once(engine, desired, migrate, what, options.ready_timeout).await?;
         }
+    }
+    if !spec.volumes.is_empty() && step.action == Action::Create {
+        let owner = volume_owner(spec);
+        let what = format!("giving {}'s volumes to user {}", spec.service, spec.user);
+        run_once(engine, desired, &owner, &what, options.ready_timeout).await?;
     }
     match &step.action {
         Action::Unchanged => {}

@@ -10,7 +10,7 @@ use super::plan::{self, Plan};
 use super::prepare::{prepare, Prepared, Project, SecretsStep};
 use super::pull::{ensure_images, PullPolicy};
 use super::up::{apply, UpOptions};
-use super::{down, logs, status};
+use super::{access, down, logs, status};
 use crate::secret_source::Resolver;
 use crate::vault::VaultSession;
 
@@ -90,6 +90,7 @@ async fn up_inner(project: &Project, options: &UpArgs) -> Result<(), Failure> {
     }
     if plan.changes() {
         prepared.rendered.write(&project.rendered_dir)?;
+        access::share_with_containers(&prepared.desired, prepared.deployment.secrets.group)?;
     }
 
     let report = apply(

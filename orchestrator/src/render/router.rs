@@ -1,6 +1,6 @@
 //! The router's configuration file, in the router's own format (configs/router.example.yaml):
-//! listeners, access rules, the Synapse pools (main and every federation reader, so scaling
-//! the readers only needs a new render) and the well-known documents it serves.
+//! listeners, access rules, the Synapse pools (main, and the federation readers by their shared
+//! name) and the well-known documents it serves.
 
 use std::collections::BTreeMap;
 
@@ -113,9 +113,10 @@ fn config(d: &Deployment) -> Result<RouterConfig, RenderError> {
         },
     );
     if d.has_workers() {
-        let servers = (0..d.synapse.federation_readers)
-            .map(|i| server(stack::federation_reader(i)))
-            .collect();
+        // One name for all readers: Docker's DNS answers it with every reader's address and
+        // the router's discovery follows the answer, so scaling the readers changes neither
+        // this file nor the router's container.
+        let servers = vec![server(stack::FEDERATION_READERS_ALIAS.into())];
         let paths = (d.edition == Edition::Pro).then(|| PRO_FEDERATION_READER_PATHS.to_vec());
         pools.insert("federation-reader", Pool { servers, paths });
     }

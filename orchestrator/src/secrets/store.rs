@@ -26,7 +26,8 @@ pub enum StoreError {
     )]
     OpenDir { path: PathBuf, mode: u32 },
     #[error(
-        "{path} is open to group or others (mode {mode:04o}); expected owner-only, e.g. chmod 400"
+        "{path} is open to others or writable by its group (mode {mode:04o}); expected 0400, \
+         or 0440 as `essctl up` leaves it for the secrets group"
     )]
     OpenFile { path: PathBuf, mode: u32 },
     #[error("{path} is not a regular file")]
@@ -97,8 +98,9 @@ pub fn read_existing(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
             path: path.to_owned(),
         });
     }
+    // Group read is how `essctl up` shares the file with the containers (docker/access.rs).
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if mode & 0o037 != 0 {
         return Err(StoreError::OpenFile {
             path: path.to_owned(),
             mode,
@@ -214,6 +216,20 @@ mod tests {
         assert!(matches!(
             read_existing(&path),
             Err(StoreError::OpenFile { mode: 0o644, .. })
+        ));
+    }
+
+    #[test]
+    fn a_file_shared_with_the_secrets_group_is_read_but_not_a_group_writable_one() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("S");
+        fs::write(&path, b"x").unwrap();
+        fs::set_permissions(&path, Permissions::from_mode(0o440)).unwrap();
+        assert_eq!(read_existing(&path).unwrap().as_deref(), Some(&b"x"[..]));
+        fs::set_permissions(&path, Permissions::from_mode(0o460)).unwrap();
+        assert!(matches!(
+            read_existing(&path),
+            Err(StoreError::OpenFile { mode: 0o460, .. })
         ));
     }
 }
