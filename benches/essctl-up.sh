@@ -5,6 +5,7 @@
 # so nothing is pulled; the same readers and ports as tests/orchestrator_docker.rs.
 #
 #   benches/essctl-up.sh [READERS] [ROUNDS]      # defaults: 3 readers, 3 rounds
+#   ESSCTL=target/x86_64-unknown-linux-gnu/debug/essctl benches/essctl-up.sh
 #
 # Needs a Docker daemon, the images of scripts/build-images.sh and docker-compose. Results
 # (seconds, median of the rounds) go to stdout; progress to stderr. Everything it creates is
@@ -19,10 +20,15 @@ docker image inspect ess-standin:test ess-router:dev >/dev/null 2>&1 ||
 
 # The dev build: its dependencies are optimised (root Cargo.toml) and essctl's own time is
 # small beside the daemon's; the release profile's fat LTO takes many minutes on two cores.
-echo "essctl-up: building essctl" >&2
-cargo build --quiet -p essctl
-target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
-essctl="$target_dir/debug/essctl"
+# ESSCTL=path uses a binary built already (the tests' static one, say).
+if [ -n "${ESSCTL:-}" ]; then
+  essctl="$ESSCTL"
+else
+  echo "essctl-up: building essctl" >&2
+  cargo build --quiet -p essctl
+  target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+  essctl="$target_dir/debug/essctl"
+fi
 
 work="$(mktemp -d)"
 ours="essbench-$$-essctl"

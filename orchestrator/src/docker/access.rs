@@ -3,6 +3,7 @@
 //! - a secret file (0400, often mounted by several services) goes to the secrets group, 0440;
 //! - a rendered file that holds secrets (0600, one service's) goes to that service's user,
 //!   still 0600: libpq ignores a passfile its group may read, LiveKit a key file others may.
+//!
 //! Every container has the secrets group; nothing is given to "others".
 
 use std::fs;
