@@ -1,6 +1,9 @@
 //! Helpers shared by the `essctl` end-to-end tests: running the real binary, writing
-//! deployment files, and a dev-mode OpenBao server that is killed when dropped.
+//! deployment files, a dev-mode OpenBao server that is killed when dropped, and (in
+//! [`stack`]) a stand-in stack on Docker.
 #![allow(dead_code)]
+
+pub mod stack;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};

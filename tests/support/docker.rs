@@ -84,6 +84,13 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Whether the daemon has an image of this reference (`docker image inspect` succeeds).
+pub fn image_present(reference: &str) -> bool {
+    docker_output(&["image", "inspect", "--format", "{{.Id}}", reference])
+        .status
+        .success()
+}
+
 fn docker_output(args: &[&str]) -> Output {
     Command::new("docker")
         .args(args)

@@ -80,3 +80,4 @@ pub mod docker;
 pub mod haproxy;
 pub mod http;
 pub mod processes;
+pub mod registry;
