@@ -222,6 +222,48 @@ fn sigterm_lets_requests_in_flight_finish() {
 }
 
 #[test]
+fn the_requests_answered_just_before_an_exit_are_logged() {
+    let main = Standin::start("main", "127.0.53.3", free_port());
+    let dir = tempfile::tempdir().expect("dir");
+    let ports = ess_suite::processes::Ports::free();
+    let config = dir.path().join("router.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  synapse: \"{}\"\nshutdown: {{grace_period: 0s, drain_timeout: 1s}}\nsynapse:\n  pools:\n{}",
+            ports.synapse,
+            pool_yaml("main", &[&main], "")
+        ),
+    )
+    .expect("write");
+    let mut process = RouterProcess::spawn(&dir, &config, &[]);
+    wait_for_tcp(ports.synapse, Duration::from_secs(20));
+    wait_until("the pool is up", || {
+        try_request(ports.synapse, "GET", "/_matrix/client/v3/warm", &[], b"")
+            .is_ok_and(|r| r.status == 200)
+    });
+    for n in 0..20 {
+        let path = format!("/_matrix/client/v3/last-{n}");
+        assert_eq!(get(ports.synapse, &path).status, 200);
+    }
+    process.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while process.0.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "the router did not stop");
+        thread::sleep(Duration::from_millis(5));
+    }
+    let log = std::fs::read_to_string(dir.path().join("stdout.log")).expect("log");
+    for n in 0..20 {
+        let request = format!("\"GET /_matrix/client/v3/last-{n} HTTP/1.1\"");
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&request) && l.contains(" 200 ")),
+            "no line for {request}:\n{log}"
+        );
+    }
+}
+
+#[test]
 fn graceful_upgrade_hands_the_sockets_over_without_refusing_a_connection() {
     let main = Standin::start("main", "127.0.54.2", free_port());
     let router = RouterProcess::start(&format!(

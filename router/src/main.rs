@@ -7,6 +7,10 @@ use clap::{Parser, Subcommand};
 
 use ess_router::config::Settings;
 use ess_router::server::{self, ProcessOptions};
+use pingora::server::RunArgs;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -79,7 +83,10 @@ fn main() -> ExitCode {
                 pid_file,
                 watch_config,
             };
-            server::build(settings, &process).run_forever()
+            server::build(settings, &process).run(RunArgs::default());
+            // The requests answered in the last moments before the exit keep their lines.
+            ess_router::access_log::flush();
+            ExitCode::SUCCESS
         }
     }
 }

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::header::{
+    HeaderName, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HOST, USER_AGENT,
+};
 use http::Method;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::compression::ResponseCompression;
@@ -81,6 +84,11 @@ const COMPRESSIBLE: [&str; 5] = [
     "application/json",
     "text/css",
 ];
+/// Header names looked up on every request, resolved once: a lookup by `&str` parses the
+/// name each time.
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 const RENDEZVOUS_PREFIXES: [&str; 2] = [
     "/_matrix/client/unstable/org.matrix.msc4108/rendezvous",
     "/_synapse/client/rendezvous",
@@ -245,27 +253,41 @@ impl ProxyHttp for Frontend {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if !upstream.headers.contains_key("x-forwarded-proto") {
-            upstream.insert_header("X-Forwarded-Proto", "https")?;
+        if !upstream.headers.contains_key(&X_FORWARDED_PROTO) {
+            upstream.insert_header("X-Forwarded-Proto", HeaderValue::from_static("https"))?;
         }
         // Always set, so a client cannot pick its worker by sending its own.
-        upstream.insert_header("X-Access-Token", ctx.access_token.as_slice())?;
+        let token = if ctx.access_token.is_empty() {
+            HeaderValue::from_static("")
+        } else {
+            HeaderValue::from_bytes(&ctx.access_token)
+                .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "access token"))?
+        };
+        upstream.insert_header("X-Access-Token", token)?;
 
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        if !upstream.headers.contains_key("x-forwarded-for") {
-            if let Some(peer) = peer {
-                upstream.insert_header("X-Forwarded-For", peer.to_string())?;
+        // `Forwarded: proto=http;for=<client>`, and the peer in `X-Forwarded-For` unless
+        // the client sent one; when the peer is the client, both share one buffer.
+        let forwarded = ctx.client.map(forwarded_element);
+        if !upstream.headers.contains_key(&X_FORWARDED_FOR) {
+            let peer = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            let address = match (peer, &forwarded) {
+                (Some(peer), Some((_, client))) if Some(peer) == ctx.client => Some(client.clone()),
+                (Some(peer), _) => {
+                    let mut text = Vec::with_capacity(39);
+                    access_log::write_ip(&mut text, peer);
+                    Some(Bytes::from(text))
+                }
+                (None, _) => None,
+            };
+            if let Some(address) = address {
+                upstream.insert_header("X-Forwarded-For", header_value(address)?)?;
             }
         }
-        if let Some(client) = ctx.client {
-            let element = match client {
-                IpAddr::V4(ip) => format!("proto=http;for={ip}"),
-                IpAddr::V6(ip) => format!("proto=http;for=\"[{ip}]\""),
-            };
-            upstream.append_header("Forwarded", element)?;
+        if let Some((element, _)) = forwarded {
+            upstream.append_header("Forwarded", header_value(element)?)?;
         }
         Ok(())
     }
@@ -289,9 +311,15 @@ impl ProxyHttp for Frontend {
         // Only responses that came from Synapse pass here; generated ones are written
         // directly.
         if ctx.https {
-            response.append_header("Strict-Transport-Security", "max-age=31536000")?;
+            response.append_header(
+                "Strict-Transport-Security",
+                HeaderValue::from_static("max-age=31536000"),
+            )?;
         }
-        response.insert_header("Permissions-Policy", "interest-cohort=()")?;
+        response.insert_header(
+            "Permissions-Policy",
+            HeaderValue::from_static("interest-cohort=()"),
+        )?;
         if !compressible(response) {
             set_gzip(session, 0);
         }
@@ -353,7 +381,7 @@ impl ProxyHttp for Frontend {
             None => return,
         };
         let req = session.req_header();
-        let header = |name: &str| {
+        let header = |name: &HeaderName| {
             req.headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
@@ -382,9 +410,9 @@ impl ProxyHttp for Frontend {
             termination: ctx.generated.unwrap_or("--"),
             // The failure after the last retry is not itself retried.
             retries: ctx.connect_failures.min(3),
-            host: header("host"),
-            x_forwarded_for: header("x-forwarded-for"),
-            user_agent: header("user-agent"),
+            host: header(&HOST),
+            x_forwarded_for: header(&X_FORWARDED_FOR),
+            user_agent: header(&USER_AGENT),
             method: req.method.as_str(),
             uri: req.uri.path_and_query().map_or("/", |pq| pq.as_str()),
             version: version(req.version),
@@ -411,7 +439,7 @@ impl Frontend {
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let client = request::client_address(
             peer,
-            req.headers.get("x-forwarded-for").map(|v| v.as_bytes()),
+            req.headers.get(&X_FORWARDED_FOR).map(|v| v.as_bytes()),
             &settings.trusted_proxies,
         );
         ctx.client = Some(client);
@@ -426,13 +454,11 @@ impl Frontend {
 
         ctx.https = req
             .headers
-            .get("x-forwarded-proto")
+            .get(&X_FORWARDED_PROTO)
             .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
-        ctx.access_token = request::access_token(
-            query,
-            req.headers.get("authorization").map(|v| v.as_bytes()),
-        )
-        .to_vec();
+        ctx.access_token =
+            request::access_token(query, req.headers.get(AUTHORIZATION).map(|v| v.as_bytes()))
+                .to_vec();
 
         if req.method == Method::OPTIONS {
             let rendezvous =
@@ -524,12 +550,12 @@ fn set_gzip(session: &mut Session, level: u32) {
 
 /// The chart's `compression type` list, for responses not encoded already.
 fn compressible(response: &ResponseHeader) -> bool {
-    if response.headers.contains_key("content-encoding") {
+    if response.headers.contains_key(CONTENT_ENCODING) {
         return false;
     }
     let Some(content_type) = response
         .headers
-        .get("content-type")
+        .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
     else {
         return false;
@@ -548,4 +574,29 @@ fn version(v: http::Version) -> &'static str {
         http::Version::HTTP_3 => "HTTP/3.0",
         _ => "HTTP/1.1",
     }
+}
+
+/// The RFC 7239 element for `client` (IPv6 quoted and bracketed), and the slice of it that
+/// is the bare address.
+fn forwarded_element(client: IpAddr) -> (Bytes, Bytes) {
+    let mut text = Vec::with_capacity(64);
+    text.extend_from_slice(b"proto=http;for=");
+    let quoted = client.is_ipv6();
+    if quoted {
+        text.extend_from_slice(b"\"[");
+    }
+    let start = text.len();
+    access_log::write_ip(&mut text, client);
+    let end = text.len();
+    if quoted {
+        text.extend_from_slice(b"]\"");
+    }
+    let element = Bytes::from(text);
+    let address = element.slice(start..end);
+    (element, address)
+}
+
+fn header_value(bytes: Bytes) -> Result<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes)
+        .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "forwarding header value"))
 }

@@ -196,8 +196,10 @@ impl RouterProcess {
         Guard(child)
     }
 
-    /// The access log written so far.
+    /// The access log of the requests answered so far. The router writes it in batches at
+    /// least every 50 ms: wait out one batch first.
     pub fn access_log(&self) -> String {
+        std::thread::sleep(Duration::from_millis(150));
         fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
     }
 
@@ -229,7 +231,7 @@ impl RouterProcess {
     pub fn wait_for_log(&self, needle: &str, n: usize) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let log = self.access_log();
+            let log = fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default();
             if log.lines().filter(|l| l.contains(needle)).count() >= n {
                 return log;
             }
