@@ -214,12 +214,13 @@ impl Pool {
 
     /// Find a server for a request and take a place on it, waiting in the queue up to the
     /// pool's queue timeout when every candidate is at its limit. `key` is the balance key
-    /// (empty: round robin); `avoid` is a server that just failed to connect.
+    /// (empty: round robin); `avoid` is a server that just failed to connect. Also returns
+    /// the time spent in the queue, zero (and no clock read) when a place was free.
     pub async fn acquire(
         self: &Arc<Self>,
         key: &[u8],
         avoid: Option<SocketAddr>,
-    ) -> Result<Slot, Unavailable> {
+    ) -> (Result<Slot, Unavailable>, Duration) {
         let hashed = self.balance != Balance::RoundRobin && !key.is_empty();
         let choose = |members: &Members| {
             if hashed {
@@ -230,10 +231,14 @@ impl Pool {
         };
 
         // Fast path: a place is free, no queue bookkeeping.
-        let result = match choose(&self.members.load()) {
-            Choice::Got(slot) => Ok(slot),
-            Choice::NoLiveServer => Err(Unavailable::NoLiveServer),
-            Choice::Full => self.wait_for_place(choose).await,
+        let (result, waited) = match choose(&self.members.load()) {
+            Choice::Got(slot) => (Ok(slot), Duration::ZERO),
+            Choice::NoLiveServer => (Err(Unavailable::NoLiveServer), Duration::ZERO),
+            Choice::Full => {
+                let since = Instant::now();
+                let result = self.wait_for_place(choose, since).await;
+                (result, since.elapsed())
+            }
         };
 
         match result {
@@ -241,7 +246,7 @@ impl Pool {
             Err(Unavailable::QueueTimeout) => self.metrics.refused_queue.inc(),
             Ok(_) => {}
         }
-        result
+        (result, waited)
     }
 
     /// Every candidate is at its limit: wait in the queue until a place frees, a server
@@ -249,8 +254,9 @@ impl Pool {
     async fn wait_for_place(
         self: &Arc<Self>,
         choose: impl Fn(&Members) -> Choice,
+        since: Instant,
     ) -> Result<Slot, Unavailable> {
-        let deadline = Instant::now() + self.queue_timeout;
+        let deadline = since + self.queue_timeout;
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let result = loop {
             let notified = self.freed.notified();

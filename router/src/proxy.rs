@@ -100,6 +100,8 @@ pub struct Ctx {
     time: SystemTime,
     /// The configuration this request runs under, taken once at its start.
     router: Option<Arc<Router>>,
+    /// The TCP peer, read from the session once.
+    peer: Option<SocketAddr>,
     client: Option<IpAddr>,
     pool: Option<Arc<Pool>>,
     balance_key: Vec<u8>,
@@ -127,6 +129,7 @@ impl ProxyHttp for Frontend {
             started: Instant::now(),
             time: SystemTime::now(),
             router: None,
+            peer: None,
             client: None,
             pool: None,
             balance_key: Vec::new(),
@@ -194,9 +197,7 @@ impl ProxyHttp for Frontend {
         } else {
             None
         };
-        let waited = Instant::now();
-        let slot = pool.acquire(&ctx.balance_key, avoid).await;
-        let waited = waited.elapsed();
+        let (slot, waited) = pool.acquire(&ctx.balance_key, avoid).await;
         ctx.queue_time += waited;
         pool.metrics.queue_time.observe(waited.as_secs_f64());
         let slot = slot.map_err(|why| {
@@ -269,10 +270,7 @@ impl ProxyHttp for Frontend {
         // the client sent one; when the peer is the client, both share one buffer.
         let forwarded = ctx.client.map(forwarded_element);
         if !upstream.headers.contains_key(&X_FORWARDED_FOR) {
-            let peer = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip());
+            let peer = peer(session, ctx).map(|a| a.ip());
             let address = match (peer, &forwarded) {
                 (Some(peer), Some((_, client))) if Some(peer) == ctx.client => Some(client.clone()),
                 (Some(peer), _) => {
@@ -380,6 +378,7 @@ impl ProxyHttp for Frontend {
             Some(router) => router.settings.access_log,
             None => return,
         };
+        let client = peer(session, ctx);
         let req = session.req_header();
         let header = |name: &HeaderName| {
             req.headers
@@ -394,10 +393,7 @@ impl ProxyHttp for Frontend {
         };
         let entry = Entry {
             time: ctx.time,
-            client: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| SocketAddr::new(ctx.client.unwrap_or(a.ip()), a.port())),
+            client: client.map(|a| SocketAddr::new(ctx.client.unwrap_or(a.ip()), a.port())),
             frontend,
             backend,
             server: ctx.upstream.as_ref().map_or("<NOSRV>", |u| u.name.as_str()),
@@ -432,9 +428,7 @@ impl Frontend {
     ) -> Option<Answer<'r>> {
         let settings = &router.settings;
         let req = session.req_header();
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
+        let peer = peer(session, ctx)
             .map(|a| a.ip())
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let client = request::client_address(
@@ -574,6 +568,14 @@ fn version(v: http::Version) -> &'static str {
         http::Version::HTTP_3 => "HTTP/3.0",
         _ => "HTTP/1.1",
     }
+}
+
+/// The client connection's address, looked up on the first call only.
+fn peer(session: &Session, ctx: &mut Ctx) -> Option<SocketAddr> {
+    if ctx.peer.is_none() {
+        ctx.peer = session.client_addr().and_then(|a| a.as_inet()).copied();
+    }
+    ctx.peer
 }
 
 /// The RFC 7239 element for `client` (IPv6 quoted and bracketed), and the slice of it that

@@ -34,7 +34,7 @@ async fn round_robin_spreads_over_every_server() {
     let p = pool("    push-rules: {servers: []}\n", &THREE);
     let mut seen = Vec::new();
     for _ in 0..6 {
-        let slot = p.acquire(b"", None).await.expect("slot");
+        let slot = p.acquire(b"", None).await.0.expect("slot");
         seen.push(slot.member.upstream.addr);
     }
     for a in THREE {
@@ -54,6 +54,7 @@ async fn same_key_same_server_and_only_a_lost_servers_keys_move() {
         let a = p
             .acquire(k.as_bytes(), None)
             .await
+            .0
             .expect("slot")
             .member
             .upstream
@@ -61,6 +62,7 @@ async fn same_key_same_server_and_only_a_lost_servers_keys_move() {
         let again = p
             .acquire(k.as_bytes(), None)
             .await
+            .0
             .expect("slot")
             .member
             .upstream
@@ -77,6 +79,7 @@ async fn same_key_same_server_and_only_a_lost_servers_keys_move() {
         let now = p
             .acquire(k.as_bytes(), None)
             .await
+            .0
             .expect("slot")
             .member
             .upstream
@@ -95,16 +98,25 @@ async fn full_servers_queue_then_time_out() {
         "    push-rules: {servers: [], maxconn: 1, queue_timeout: 2s}\n",
         &["127.0.0.1:1"],
     );
-    let held = p.acquire(b"", None).await.expect("first slot");
+    let (held, waited) = p.acquire(b"", None).await;
+    let held = held.expect("first slot");
     assert_eq!(
-        p.acquire(b"", None).await.err(),
-        Some(Unavailable::QueueTimeout)
+        waited,
+        Duration::ZERO,
+        "a free place is taken without queueing"
+    );
+    let (refused, waited) = p.acquire(b"", None).await;
+    assert_eq!(refused.err(), Some(Unavailable::QueueTimeout));
+    assert_eq!(
+        waited,
+        Duration::from_secs(2),
+        "the queue time is the pool's timeout"
     );
 
     // A waiter gets the place as soon as it frees.
     let waiter = tokio::spawn({
         let p = p.clone();
-        async move { p.acquire(b"", None).await.map(|s| s.member.upstream.addr) }
+        async move { p.acquire(b"", None).await.0.map(|s| s.member.upstream.addr) }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(p.waiting(), 1);
@@ -119,7 +131,7 @@ async fn no_live_server_is_refused_at_once() {
         m.upstream.set_up(false);
     }
     assert_eq!(
-        p.acquire(b"", None).await.err(),
+        p.acquire(b"", None).await.0.err(),
         Some(Unavailable::NoLiveServer)
     );
     assert_eq!(p.metrics.refused_no_server.get(), 1);
@@ -130,7 +142,7 @@ async fn avoided_server_is_skipped_while_another_is_live() {
     let p = pool("    push-rules: {servers: []}\n", &THREE[..2]);
     let avoid: SocketAddr = THREE[0].parse().expect("addr");
     for _ in 0..4 {
-        let s = p.acquire(b"", Some(avoid)).await.expect("slot");
+        let s = p.acquire(b"", Some(avoid)).await.0.expect("slot");
         assert_ne!(s.member.upstream.addr, avoid);
     }
 }
