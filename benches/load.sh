@@ -9,8 +9,10 @@ usage() {
 usage: benches/load.sh [--only haproxy]
 
 Runs, in turns (A B A B), HAProxy and ess-router in front of ess-standin upstreams, with
-1 and 2 worker threads, on three paths, plus the upstream alone as the ceiling. Prints a
-table and the router/HAProxy ratios, and writes them to target/bench-load/results.md.
+1 and 2 worker threads, on three paths, plus the upstream alone as the ceiling and bare
+Pingora (ess-bare-pingora: Pingora's proxy doing none of the router's work, one upstream)
+as the floor of any router built on it. Prints a table and the router/HAProxy and
+bare-Pingora/HAProxy ratios, and writes them to target/bench-load/results.md.
 
   --only haproxy   measure HAProxy and the upstream only (while the router is not ready)
 
@@ -35,7 +37,7 @@ THREADS=${THREADS:-1 2}
 UPSTREAM_THREADS=${UPSTREAM_THREADS:-1}
 PORT_BASE=${PORT_BASE:-24000}
 
-TARGETS=(haproxy router)
+TARGETS=(haproxy router pingora)
 case "${1:-}" in
   "") ;;
   --only)
@@ -91,6 +93,10 @@ for bin in ess-standin ess-haproxy-config; do
   [[ -x "$BIN/$bin" ]] ||
     fail "$BIN/$bin is missing; build with: cargo build --release -p ess-router -p ess-standin -p ess-suite"
 done
+if [[ " ${TARGETS[*]} " == *" pingora "* ]]; then
+  [[ -x "$BIN/ess-bare-pingora" ]] ||
+    fail "$BIN/ess-bare-pingora is missing; build with: cargo build --release -p ess-router -p ess-standin -p ess-suite"
+fi
 if [[ " ${TARGETS[*]} " == *" router "* ]]; then
   [[ -x "$BIN/ess-router" ]] ||
     fail "$BIN/ess-router is missing; build it (cargo build --release -p ess-router), or measure HAProxy alone with --only haproxy"
@@ -203,9 +209,16 @@ done
 
 # --- the proxies -----------------------------------------------------------------------
 
-start_proxy() { # target threads
+start_proxy() { # target threads [upstream-port ready-url]
   local log=$WORK/$1-$2.log
   case $1 in
+    pingora)
+      "$BIN/ess-bare-pingora" --listen "127.0.0.1:$(port_of 0)" \
+        --upstream "127.0.0.1:$3" --threads "$2" >/dev/null 2>"$log" &
+      PROXY_PID=$!
+      wait_http "$4" 200 "bare Pingora with $2 threads" "$log"
+      return
+      ;;
     haproxy)
       # -db: foreground, one process (nbthread threads); the access log goes to stdout.
       haproxy -db -f "$WORK/haproxy-$2/haproxy.cfg" >/dev/null 2>"$log" &
@@ -268,6 +281,20 @@ run_paths() { # round target threads pid port|upstream
   done
 }
 
+# Bare Pingora has one upstream: restarted for each path with that path's pool as it.
+run_floor() { # round threads
+  local entry name want path port url
+  for entry in "${PATHS[@]}"; do
+    IFS='|' read -r name want path <<<"$entry"
+    port=$(pool_port "$(pool_index "$want")" 0)
+    url="http://127.0.0.1:$(port_of 0)$path"
+    start_proxy pingora "$2" "$port" "$url"
+    measure "$1" pingora "$2" "$name" "$want" "$url" "$PROXY_PID"
+    stop "$PROXY_PID"
+    PROXY_PID=
+  done
+}
+
 echo "load.sh: $(nproc) cores, loadavg $(cut -d' ' -f1-3 /proc/loadavg);" \
   "wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds" >&2
 for round in $(seq 1 "$ROUNDS"); do
@@ -276,6 +303,10 @@ for round in $(seq 1 "$ROUNDS"); do
   for t in $THREADS; do
     for target in "${TARGETS[@]}"; do
       echo "round $round: $target, $t threads" >&2
+      if [[ $target == pingora ]]; then
+        run_floor "$round" "$t"
+        continue
+      fi
       start_proxy "$target" "$t"
       run_paths "$round" "$target" "$t" "$PROXY_PID" "$(port_of 0)"
       stop "$PROXY_PID"
@@ -328,6 +359,21 @@ report() {
       for (i = 1; i <= keys; i++) {
         k = order[i]; split(k, f, SUBSEP)
         if (f[1] != "router") continue
+        h = "haproxy" SUBSEP f[2] SUBSEP f[3]
+        if (!(h in n)) continue
+        printf "| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", f[2], f[3],
+          rps[k] / rps[h], (p50[k] / n[k]) / (p50[h] / n[h]),
+          (p99[k] / n[k]) / (p99[h] / n[h]), (rss[k] / n[k]) / (rss[h] / n[h]), us[k] / us[h]
+      }
+      if (targets !~ /pingora/) exit
+      print ""
+      print "Bare Pingora / HAProxy (the floor: the Pingora proxy doing none of the router work):"
+      print ""
+      print "| threads | path | req/s | p50 | p99 | RSS | CPU µs/req |"
+      print "|---|---|---:|---:|---:|---:|---:|"
+      for (i = 1; i <= keys; i++) {
+        k = order[i]; split(k, f, SUBSEP)
+        if (f[1] != "pingora") continue
         h = "haproxy" SUBSEP f[2] SUBSEP f[3]
         if (!(h in n)) continue
         printf "| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", f[2], f[3],
