@@ -247,6 +247,8 @@ pub async fn wait_ready(
             });
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(500));
+        // Each stage waits for its slowest service: a probe late by half a second would add
+        // that to every stage of a cold `up`, so the interval stays short.
+        delay = (delay * 2).min(Duration::from_millis(200));
     }
 }

@@ -340,7 +340,9 @@ async fn run_once(
                 logs: probe::log_tail(engine, &spec.container, 20).await,
             });
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // A one-off (a chown, a migration) often ends within a few tens of milliseconds;
+        // the inspect is cheap, so look often.
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
