@@ -329,6 +329,23 @@ report() {
   echo "RSS is the peak during the run (VmHWM), CPU the proxy's user+system time over the run."
   echo
   awk -F'\t' -v targets="${TARGETS[*]}" '
+    # One table of target / HAProxy per thread count and path.
+    function ratios(target, title,    i, k, f, h) {
+      print ""
+      print title
+      print ""
+      print "| threads | path | req/s | p50 | p99 | RSS | CPU µs/req |"
+      print "|---|---|---:|---:|---:|---:|---:|"
+      for (i = 1; i <= keys; i++) {
+        k = order[i]; split(k, f, SUBSEP)
+        if (f[1] != target) continue
+        h = "haproxy" SUBSEP f[2] SUBSEP f[3]
+        if (!(h in n)) continue
+        printf "| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", f[2], f[3],
+          rps[k] / rps[h], (p50[k] / n[k]) / (p50[h] / n[h]),
+          (p99[k] / n[k]) / (p99[h] / n[h]), (rss[k] / n[k]) / (rss[h] / n[h]), us[k] / us[h]
+      }
+    }
     {
       key = $2 SUBSEP $3 SUBSEP $4
       if (!(key in n)) order[++keys] = key
@@ -351,35 +368,9 @@ report() {
         print "ess-router was not measured (--only haproxy): no ratios."
         exit
       }
-      print ""
-      print "Router / HAProxy (below 1 is better for the router, except req/s):"
-      print ""
-      print "| threads | path | req/s | p50 | p99 | RSS | CPU µs/req |"
-      print "|---|---|---:|---:|---:|---:|---:|"
-      for (i = 1; i <= keys; i++) {
-        k = order[i]; split(k, f, SUBSEP)
-        if (f[1] != "router") continue
-        h = "haproxy" SUBSEP f[2] SUBSEP f[3]
-        if (!(h in n)) continue
-        printf "| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", f[2], f[3],
-          rps[k] / rps[h], (p50[k] / n[k]) / (p50[h] / n[h]),
-          (p99[k] / n[k]) / (p99[h] / n[h]), (rss[k] / n[k]) / (rss[h] / n[h]), us[k] / us[h]
-      }
+      ratios("router", "Router / HAProxy (below 1 is better for the router, except req/s):")
       if (targets !~ /pingora/) exit
-      print ""
-      print "Bare Pingora / HAProxy (the floor: the Pingora proxy doing none of the router work):"
-      print ""
-      print "| threads | path | req/s | p50 | p99 | RSS | CPU µs/req |"
-      print "|---|---|---:|---:|---:|---:|---:|"
-      for (i = 1; i <= keys; i++) {
-        k = order[i]; split(k, f, SUBSEP)
-        if (f[1] != "pingora") continue
-        h = "haproxy" SUBSEP f[2] SUBSEP f[3]
-        if (!(h in n)) continue
-        printf "| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", f[2], f[3],
-          rps[k] / rps[h], (p50[k] / n[k]) / (p50[h] / n[h]),
-          (p99[k] / n[k]) / (p99[h] / n[h]), (rss[k] / n[k]) / (rss[h] / n[h]), us[k] / us[h]
-      }
+      ratios("pingora", "Bare Pingora / HAProxy (the floor: the Pingora proxy doing none of the router work):")
     }' "$RAW"
 }
 

@@ -92,6 +92,24 @@ fn assert_not_stored(dir: &Path, secret: &str) {
     }
 }
 
+/// A failed `up` whose last line is `essctl: error: pull of IMAGE failed: ...`: that line,
+/// and all of stderr.
+fn pull_failure(out: &Output, image: &str) -> (String, String) {
+    assert!(
+        !out.status.success(),
+        "essctl up succeeded: {}",
+        stdout(out)
+    );
+    let err = stderr(out);
+    eprintln!("essctl up:\n{err}");
+    let last = err.lines().last().unwrap_or_default().to_owned();
+    assert!(
+        last.starts_with(&format!("essctl: error: pull of {image} failed: ")),
+        "{err}"
+    );
+    (last, err)
+}
+
 #[test]
 fn up_pulls_with_the_registry_credentials_of_the_deployment_file() {
     let Some(registry) = Registry::start() else {
@@ -163,19 +181,8 @@ fn wrong_or_missing_registry_credentials_fail_before_anything_is_created() {
     let stack = stack_pulling(&registry, &image, Some(&wrong));
 
     let out = up(&stack, &registry, "missing");
-    assert!(
-        !out.status.success(),
-        "essctl up succeeded: {}",
-        stdout(&out)
-    );
     assert_not_printed(&out, &[&registry.password, &wrong]);
-    let err = stderr(&out);
-    eprintln!("essctl up:\n{err}");
-    let last = err.lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with(&format!("essctl: error: pull of {image} failed: ")),
-        "{err}"
-    );
+    let (last, err) = pull_failure(&out, &image);
     // The registry's answer, and where the credentials came from.
     assert!(last.contains("unauthorized"), "{err}");
     assert!(
@@ -193,18 +200,7 @@ fn wrong_or_missing_registry_credentials_fail_before_anything_is_created() {
     // Without a `registries:` entry the daemon has no credentials to send.
     let stack = stack_pulling(&registry, &image, None);
     let out = up(&stack, &registry, "missing");
-    assert!(
-        !out.status.success(),
-        "essctl up succeeded: {}",
-        stdout(&out)
-    );
-    let err = stderr(&out);
-    eprintln!("essctl up:\n{err}");
-    let last = err.lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with(&format!("essctl: error: pull of {image} failed: ")),
-        "{err}"
-    );
+    let (last, err) = pull_failure(&out, &image);
     assert!(
         last.contains(&format!("no registries: entry for {}", registry.address)),
         "{err}"
