@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ess_suite::free_port;
 use ess_suite::http::{get, request, slow_requests, try_request};
-use ess_suite::processes::{pool_yaml, RouterProcess, Standin};
+use ess_suite::processes::{pool_yaml, RouterProcess, SlowHealth, Standin};
 use ess_suite::{wait_for_tcp, wait_until};
 
 /// Requests in a loop from one thread until stopped or `max` sent, counting failures.
@@ -263,13 +263,40 @@ fn the_requests_answered_just_before_an_exit_are_logged() {
     }
 }
 
+/// A pool of `server` whose health checks go to `health` and take as long as it makes them.
+fn slowly_checked_pool(server: &Standin, health: &SlowHealth) -> String {
+    format!(
+        "synapse:\n  pools:\n    main:\n      servers: [\"{}\"]\n      health_check: {{port: {}, interval: 100ms, timeout: 5s, fall: 2, rise: 2}}\n",
+        server.addr,
+        health.addr.port()
+    )
+}
+
+#[test]
+fn a_started_router_serves_its_first_request_once_it_checked_the_servers() {
+    // Every check takes 500 ms: a router that listened before its first check would answer
+    // that long with 429.
+    let health = SlowHealth::start("127.0.56.2", Duration::from_millis(500));
+    let main = Standin::start("main", "127.0.56.2", free_port());
+    let router = RouterProcess::start(&slowly_checked_pool(&main, &health));
+    let r = get(router.ports.synapse, "/_matrix/client/v3/x");
+    assert_eq!(
+        r.status,
+        200,
+        "first answer: {}\n{}",
+        r.text(),
+        router.log()
+    );
+    assert_eq!(r.json()["server"], "main");
+}
+
 #[test]
 fn graceful_upgrade_hands_the_sockets_over_without_refusing_a_connection() {
+    // The new process checks the servers (500 ms) before it takes the sockets over; the
+    // old one serves until then.
+    let health = SlowHealth::start("127.0.54.2", Duration::from_millis(500));
     let main = Standin::start("main", "127.0.54.2", free_port());
-    let router = RouterProcess::start(&format!(
-        "synapse:\n  pools:\n{}",
-        pool_yaml("main", &[&main], "")
-    ));
+    let router = RouterProcess::start(&slowly_checked_pool(&main, &health));
     router.wait_ready(200);
     let load = Load::start(router.ports.synapse, "/_matrix/client/v3/x", 20_000);
     thread::sleep(Duration::from_millis(300));

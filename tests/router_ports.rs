@@ -1,6 +1,8 @@
 //! The ports that answer by themselves: blackhole (8009), well-known (8010), liveness
 //! (8405) and readiness (8406).
 
+use std::time::{Duration, Instant};
+
 use ess_suite::free_port;
 use ess_suite::http::{get, request};
 use ess_suite::processes::{pool_yaml, RouterProcess, Standin};
@@ -135,4 +137,41 @@ fn liveness_and_readiness_follow_main() {
         "monitoring is not access-logged"
     );
     assert!(router.log().contains("server is down"), "{}", router.log());
+}
+
+#[test]
+fn a_listener_address_in_use_stops_the_start_naming_it() {
+    let main = Standin::start("main", "127.0.25.2", free_port());
+    let taken = std::net::TcpListener::bind("127.0.25.9:0").expect("bind");
+    let in_use = taken.local_addr().expect("address");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("router.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  synapse: \"127.0.25.9:{}\"\n  metrics: \"{in_use}\"\nsynapse:\n  pools:\n{}",
+            ess_suite::processes::free_port_on("127.0.25.9"),
+            pool_yaml("main", &[&main], "")
+        ),
+    )
+    .expect("write config");
+
+    let mut router = RouterProcess::spawn(&dir, &config, &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = router.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the router still runs without its metrics listener"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = std::fs::read_to_string(dir.path().join("stderr.log")).expect("log");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!("listeners.metrics: cannot listen on {in_use}")),
+        "{log}"
+    );
 }

@@ -28,6 +28,10 @@ use crate::state::{Router, Shared};
 /// answer would be stale anyway.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long the router waits for DNS before it starts serving: the resolver asks each
+/// server up to twice.
+const FIRST_ROUND_LIMIT: Duration = Duration::from_secs(3);
+
 pub struct Discovery {
     pub shared: Arc<Shared>,
 }
@@ -56,40 +60,65 @@ impl BackgroundService for Discovery {
             // The live state of this round: a reload may have replaced it since the last.
             let router = self.shared.router.load_full();
             let started = Instant::now();
-            let settings = &router.settings.discovery;
-
-            let wanted: BTreeSet<ServerSpec> = router
-                .settings
-                .pools
-                .iter()
-                .flat_map(|p| &p.servers)
-                .filter(|s| s.literal().is_none())
-                .cloned()
-                .collect();
-            names.retain(|spec, _| wanted.contains(spec));
-            if !wanted.is_empty() {
-                let lookups = resolve(resolver.get(settings), &wanted, settings.family);
-                let results = tokio::select! {
-                    _ = shutdown.changed() => return,
-                    results = lookups => results,
-                };
-                let now = Instant::now();
-                for (spec, result) in results {
-                    self.shared
-                        .metrics
-                        .discovery(&spec.to_string(), result.is_ok());
-                    let state = names.entry(spec.clone()).or_default();
-                    state.record(&spec, result, now, settings.hold);
-                }
-                update_pools(&router, &names);
-            }
-
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tokio::time::sleep_until(started + settings.interval) => {}
+                _ = round(&self.shared, &router, &mut resolver, &mut names) => {}
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep_until(started + router.settings.discovery.interval) => {}
             }
         }
     }
+}
+
+/// Resolve every name once before the router serves, so that a pool given as names does
+/// not answer its first requests with no server. Waits at most [`FIRST_ROUND_LIMIT`]: a
+/// name still unanswered then is left to the background rounds.
+pub async fn first_round(shared: &Shared) {
+    let router = shared.router.load_full();
+    let mut resolver = ResolverSlot::default();
+    let mut names = HashMap::new();
+    let lookups = round(shared, &router, &mut resolver, &mut names);
+    if tokio::time::timeout(FIRST_ROUND_LIMIT, lookups)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            waited = %humantime::format_duration(FIRST_ROUND_LIMIT),
+            "DNS did not answer before serving; pools given as names fill when it does"
+        );
+    }
+}
+
+/// One round: look every name up and give the pools their addresses.
+async fn round(
+    shared: &Shared,
+    router: &Router,
+    resolver: &mut ResolverSlot,
+    names: &mut HashMap<ServerSpec, NameState>,
+) {
+    let settings = &router.settings.discovery;
+    let wanted: BTreeSet<ServerSpec> = router
+        .settings
+        .pools
+        .iter()
+        .flat_map(|p| &p.servers)
+        .filter(|s| s.literal().is_none())
+        .cloned()
+        .collect();
+    names.retain(|spec, _| wanted.contains(spec));
+    if wanted.is_empty() {
+        return;
+    }
+    let results = resolve(resolver.get(settings), &wanted, settings.family).await;
+    let now = Instant::now();
+    for (spec, result) in results {
+        shared.metrics.discovery(&spec.to_string(), result.is_ok());
+        let state = names.entry(spec.clone()).or_default();
+        state.record(&spec, result, now, settings.hold);
+    }
+    update_pools(router, names);
 }
 
 /// What is known of one name across rounds.

@@ -93,6 +93,58 @@ impl BackgroundService for HealthChecker {
     }
 }
 
+/// Check every server once before the router serves, so that the ones that pass start up
+/// instead of the router answering 429 until the background round: on a restart or an
+/// upgrade the previous process served them a moment ago. Lasts as long as the slowest
+/// answer, at most the largest check timeout.
+pub async fn first_round(shared: &Shared) {
+    let router = shared.router.load_full();
+    let started = Instant::now();
+    let mut probes = JoinSet::new();
+    for (pool, settings) in router.pools.iter().zip(&router.settings.pools) {
+        let Some(check) = &settings.health_check else {
+            continue;
+        };
+        for upstream in pool.upstreams() {
+            let (check, backend) = (check.clone(), pool.backend.clone());
+            probes.spawn(async move {
+                let result = probe(upstream.addr, &check).await;
+                (backend, upstream, result)
+            });
+        }
+    }
+    let (mut checked, mut up) = (0, 0);
+    while let Some(joined) = probes.join_next().await {
+        let Ok((backend, upstream, result)) = joined else {
+            continue;
+        };
+        checked += 1;
+        let (name, addr) = (&upstream.name, upstream.addr);
+        match result {
+            Ok(status) if passes(status) => {
+                up += 1;
+                upstream.set_up(true);
+                tracing::info!(backend, server = %name, %addr, "server is up");
+            }
+            Ok(status) => {
+                tracing::warn!(backend, server = %name, %addr, reason = %format!("health check answered {status}"), "server is down")
+            }
+            Err(reason) => {
+                tracing::warn!(backend, server = %name, %addr, %reason, "server is down")
+            }
+        }
+    }
+    if checked > 0 {
+        tracing::info!(up, checked, took = ?started.elapsed(), "first health checks done");
+    }
+}
+
+/// Whether a health check's status counts as a pass, as HAProxy's `httpchk` counts 2xx and
+/// 3xx.
+fn passes(status: u16) -> bool {
+    (200..400).contains(&status)
+}
+
 /// Apply one result; returns the server's new state when it flipped.
 fn record(
     t: &mut Tracker,
@@ -102,7 +154,7 @@ fn record(
     result: Result<u16, String>,
 ) -> Option<bool> {
     match result {
-        Ok(status) if (200..400).contains(&status) => {
+        Ok(status) if passes(status) => {
             t.passes += 1;
             t.fails = 0;
             let rise = if t.ever_passed { check.rise } else { 1 };

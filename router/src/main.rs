@@ -83,7 +83,13 @@ fn main() -> ExitCode {
                 pid_file,
                 watch_config,
             };
-            server::build(settings, &process).run(RunArgs::default());
+            match server::build(settings, &process) {
+                Ok(server) => server.run(RunArgs::default()),
+                Err(e) => {
+                    eprintln!("ess-router: error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
             // The requests answered in the last moments before the exit keep their lines.
             ess_router::access_log::flush();
             ExitCode::SUCCESS

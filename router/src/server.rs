@@ -11,7 +11,7 @@ use pingora::server::Server;
 
 use crate::config::Settings;
 use crate::discovery::{self, Discovery};
-use crate::health::HealthChecker;
+use crate::health::{self, HealthChecker};
 use crate::metrics::Metrics;
 use crate::proxy::{Frontend, Listener};
 use crate::reload::Reloader;
@@ -28,7 +28,27 @@ pub struct ProcessOptions {
     pub watch_config: bool,
 }
 
-pub fn build(settings: Settings, process: &ProcessOptions) -> Server {
+/// Check the listeners, run the first DNS and health rounds, then set up Pingora: the
+/// sockets are taken (or, in an upgrade, received) only once the pools know their servers.
+pub fn build(settings: Settings, process: &ProcessOptions) -> Result<Server, String> {
+    let listeners = settings.listeners;
+    let listening = [
+        (Listener::Synapse, "synapse", listeners.synapse),
+        (Listener::Blackhole, "blackhole", listeners.blackhole),
+        (Listener::WellKnown, "well_known", listeners.well_known),
+        (Listener::Metrics, "metrics", listeners.metrics),
+        (Listener::Startup, "startup", listeners.startup),
+    ];
+    // Pingora retries a taken address for 30 s and then serves without that listener: say
+    // it now and exit instead. In an upgrade the sockets come from the running process.
+    if !process.upgrade {
+        for (_, key, addr) in listening {
+            let Some(addr) = addr else { continue };
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| format!("listeners.{key}: cannot listen on {addr}: {e}"))?;
+        }
+    }
+
     let conf = ServerConf {
         threads: if settings.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -44,6 +64,13 @@ pub fn build(settings: Settings, process: &ProcessOptions) -> Server {
         pid_file: process.pid_file.display().to_string(),
         ..ServerConf::default()
     };
+    let config_path = settings.source.clone();
+    let metrics = Arc::new(Metrics::new());
+    let router = Router::new(settings, &metrics, None);
+    discovery::apply_literals(&router);
+    let shared = Shared::new(router, metrics);
+    first_rounds(&shared)?;
+
     let opt = Opt {
         upgrade: process.upgrade,
         ..Opt::default()
@@ -52,20 +79,7 @@ pub fn build(settings: Settings, process: &ProcessOptions) -> Server {
     server.bootstrap();
     let conf = server.configuration.clone();
 
-    let listeners = settings.listeners;
-    let config_path = settings.source.clone();
-    let metrics = Arc::new(Metrics::new());
-    let router = Router::new(settings, &metrics, None);
-    discovery::apply_literals(&router);
-    let shared = Shared::new(router, metrics);
-
-    for (listener, addr) in [
-        (Listener::Synapse, listeners.synapse),
-        (Listener::Blackhole, listeners.blackhole),
-        (Listener::WellKnown, listeners.well_known),
-        (Listener::Metrics, listeners.metrics),
-        (Listener::Startup, listeners.startup),
-    ] {
+    for (listener, _, addr) in listening {
         let Some(addr) = addr else { continue };
         let frontend = Frontend::new(listener, shared.clone());
         let mut service = http_proxy_service_with_name(&conf, frontend, listener.frontend());
@@ -96,5 +110,18 @@ pub fn build(settings: Settings, process: &ProcessOptions) -> Server {
             listeners,
         },
     ));
-    server
+    Ok(server)
+}
+
+/// The first DNS round, then the first health checks of the servers it found.
+fn first_rounds(shared: &Shared) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime of the first health checks: {e}"))?;
+    runtime.block_on(async {
+        discovery::first_round(shared).await;
+        health::first_round(shared).await;
+    });
+    Ok(())
 }

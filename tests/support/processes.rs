@@ -5,6 +5,7 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::http;
@@ -112,18 +113,32 @@ pub struct Ports {
 }
 
 impl Ports {
+    /// Five ports on a loopback address of their own. Client sockets on loopback all have
+    /// 127.0.0.1 as their address, so none of the thousands a test opens can take one of
+    /// these ports between this choice and the router's bind.
     pub fn free() -> Ports {
-        let p = || -> SocketAddr {
-            format!("127.0.0.1:{}", free_port_on("127.0.0.1"))
-                .parse()
-                .expect("addr")
-        };
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let ip = format!(
+            "127.{}.{}.{}",
+            100 + std::process::id() % 100,
+            n / 200 % 250,
+            n % 200 + 2
+        );
+        // Held together, so that the five are different ports.
+        let held: Vec<std::net::TcpListener> = (0..5)
+            .map(|_| {
+                std::net::TcpListener::bind((ip.as_str(), 0))
+                    .unwrap_or_else(|e| panic!("bind {ip}:0: {e}"))
+            })
+            .collect();
+        let addr = |i: usize| held[i].local_addr().expect("local address");
         Ports {
-            synapse: p(),
-            blackhole: p(),
-            well_known: p(),
-            metrics: p(),
-            startup: p(),
+            synapse: addr(0),
+            blackhole: addr(1),
+            well_known: addr(2),
+            metrics: addr(3),
+            startup: addr(4),
         }
     }
 
@@ -159,22 +174,42 @@ impl RouterProcess {
         )
         .expect("write config");
         let process = Self::spawn(&dir, &config, &[]);
-        let router = RouterProcess {
+        let mut router = RouterProcess {
             ports,
             dir,
             config,
             process,
         };
-        for addr in [
-            ports.synapse,
-            ports.blackhole,
-            ports.well_known,
-            ports.metrics,
-            ports.startup,
-        ] {
-            wait_for_tcp(addr, Duration::from_secs(20));
-        }
+        router.wait_listening();
         router
+    }
+
+    /// Wait until every listener accepts connections; panic with the router's log when it
+    /// exits first or takes over 20 s.
+    pub fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for addr in [
+            self.ports.synapse,
+            self.ports.blackhole,
+            self.ports.well_known,
+            self.ports.metrics,
+            self.ports.startup,
+        ] {
+            while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+                if let Ok(Some(status)) = self.process.0.try_wait() {
+                    panic!(
+                        "ess-router exited ({status}) before listening on {addr}; log:\n{}",
+                        self.log()
+                    );
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "nothing listens on {addr} after 20 s; log:\n{}",
+                    self.log()
+                );
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        }
     }
 
     pub fn spawn(dir: &tempfile::TempDir, config: &std::path::Path, extra: &[&str]) -> Guard {
@@ -253,4 +288,44 @@ pub fn pool_yaml(name: &str, servers: &[&Standin], extra: &str) -> String {
         "    {name}:\n      servers: [{}]\n      health_check: {{port: {health_port}, interval: 100ms, timeout: 500ms, fall: 2, rise: 2}}\n{extra}",
         list.join(", ")
     )
+}
+
+/// A `/health` endpoint that passes after `delay`, like a Synapse busy at start: every
+/// check the router makes takes that long.
+pub struct SlowHealth {
+    pub addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SlowHealth {
+    pub fn start(ip: &str, delay: Duration) -> SlowHealth {
+        let listener = std::net::TcpListener::bind((ip, 0)).expect("bind the health port");
+        let addr = listener.local_addr().expect("local address");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(mut stream) = stream else { continue };
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut request = [0u8; 1024];
+                    let _ = stream.read(&mut request);
+                    std::thread::sleep(delay);
+                    let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nOK");
+                });
+            }
+        });
+        SlowHealth { addr, stop }
+    }
+}
+
+impl Drop for SlowHealth {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wakes the accept loop, which then sees the flag.
+        let _ = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
 }
