@@ -97,5 +97,5 @@ echo "containers: $services ($readers federation readers), rounds: $rounds, medi
 printf '%-34s %8s %8s\n' "" "cold up" "no-op up"
 printf '%-34s %8.2f %8.2f\n' "essctl up (waits for readiness)" \
   "$(printf '%s\n' "${ec_cold[@]}" | median)" "$(printf '%s\n' "${ec_noop[@]}" | median)"
-printf '%-34s %8.2f %8.2f\n' "docker-compose up -d (no waiting)" \
+printf '%-34s %8.2f %8.2f\n' "docker-compose up -d (no readiness)" \
   "$(printf '%s\n' "${dc_cold[@]}" | median)" "$(printf '%s\n' "${dc_noop[@]}" | median)"

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
-use ess_suite::docker::docker;
+use ess_suite::docker::{docker, images};
 use orchestrator_support::stack::Stack;
 use orchestrator_support::{essctl, stderr, stdout};
 
@@ -99,10 +99,22 @@ fn up_converges_scales_through_discovery_and_recreates_exactly_what_changed() {
     assert!(lines.contains("FAIL  mas-cli doctor: "), "{lines}");
     assert_eq!(lines.lines().count(), 6, "{lines}");
 
-    // The compose export lists every service and the one-off migration.
+    // The compose export lists every service, the one-off migration and the one-offs that
+    // give the volumes to their services' users.
     let compose: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(&stack.ok(&["export", "compose"])).unwrap();
-    assert_eq!(compose["services"].as_mapping().unwrap().len(), 13);
+    let services: Vec<&str> = compose["services"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .filter_map(|k| k.as_str())
+        .collect();
+    assert_eq!(
+        services.iter().filter(|s| !s.ends_with("-volumes")).count(),
+        13,
+        "{services:?}"
+    );
+    assert!(services.contains(&"postgres-volumes"), "{services:?}");
 
     // Federation reads reach every reader through the router's published port.
     assert_eq!(
@@ -167,10 +179,46 @@ fn up_converges_scales_through_discovery_and_recreates_exactly_what_changed() {
     );
     assert_eq!(stack.containers().len(), 11);
 
+    // A container of someone else's on the project network: down removes the stack's own
+    // containers, names the visitor that keeps the network, and finishes once it is gone.
+    let network = format!("{}_default", stack.project);
+    let visitor = format!("{}-visitor", stack.project);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &visitor,
+        "--network",
+        &network,
+        &images().standin,
+        "--name",
+        "visitor",
+        "--listen",
+        "0.0.0.0:8080",
+    ]);
+    let refused = essctl(&["down", "--project", &stack.project], &[]);
+    docker(&["rm", "-f", &visitor]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+    assert!(
+        stderr(&refused).contains(&format!(
+            "remove network {network}: still used by {visitor}, not of project {}",
+            stack.project
+        )),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(stack.containers().is_empty());
+
     // down keeps the volumes; down --volumes removes them.
     assert_eq!(stack.volumes().len(), 2);
-    essctl(&["down", "--project", &stack.project], &[]);
-    assert!(stack.containers().is_empty());
+    let out = essctl(&["down", "--project", &stack.project], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("network {network}: ")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stack.networks().iter().all(|n| *n != network) || stdout(&out).contains(": kept: "));
     assert_eq!(stack.volumes().len(), 2);
     let out = essctl(&["down", "--volumes", "--project", &stack.project], &[]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -1,12 +1,14 @@
 //! `essctl export compose`: the desired state as a docker compose file, for operators who
 //! want to read it, and for the benchmark against docker-compose. Readiness cannot be
-//! expressed without a HEALTHCHECK (distroless images), so `depends_on` only orders starts.
+//! expressed without a HEALTHCHECK (distroless images), so `depends_on` only orders starts;
+//! the one-offs (the MAS migration, the volumes' owners) are waited for.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::spec::{ContainerSpec, Desired, CONFIG_HASH_LABEL, PROJECT_LABEL, SERVICE_LABEL};
+use super::up::volume_owner;
 use crate::stack;
 
 #[derive(Serialize)]
@@ -165,6 +167,18 @@ pub fn export(desired: &Desired) -> Result<String, serde_yaml_ng::Error> {
                     condition: "service_started",
                 },
             );
+        }
+        // A new volume is root's: the same one-off as `up` gives it to the service's user
+        // first (compose runs it again on every `up`; it only changes the top directory).
+        if !spec.volumes.is_empty() {
+            let owner = volume_owner(spec);
+            s.depends_on.insert(
+                owner.service.clone(),
+                Dependency {
+                    condition: "service_completed_successfully",
+                },
+            );
+            services.insert(owner.service.clone(), service(&owner, false));
         }
         if spec.service == stack::MAS {
             if let Some(migrate) = &desired.mas_migrate {

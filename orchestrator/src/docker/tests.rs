@@ -150,7 +150,34 @@ fn the_compose_export_has_every_service_and_the_migration() {
     let text = super::compose::export(&d).unwrap();
     let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
     let services = yaml["services"].as_mapping().unwrap();
-    assert_eq!(services.len(), d.containers.len() + 1);
+    let with_volumes: Vec<&str> = d
+        .containers
+        .iter()
+        .filter(|c| !c.volumes.is_empty())
+        .map(|c| c.service.as_str())
+        .collect();
+    assert!(with_volumes.contains(&stack::POSTGRES), "{with_volumes:?}");
+    assert_eq!(services.len(), d.containers.len() + 1 + with_volumes.len());
+    // Each service with volumes waits for the one-off that gives them to its user.
+    for service in with_volumes {
+        let owner = &yaml["services"][format!("{service}-volumes").as_str()];
+        assert_eq!(owner["user"].as_str(), Some("0:0"), "{text}");
+        assert_eq!(
+            owner["entrypoint"][0].as_str(),
+            Some("/bin/chown"),
+            "{text}"
+        );
+        assert_eq!(
+            owner["entrypoint"][1].as_str(),
+            Some(yaml["services"][service]["user"].as_str().unwrap())
+        );
+        assert_eq!(
+            yaml["services"][service]["depends_on"][format!("{service}-volumes").as_str()]
+                ["condition"]
+                .as_str(),
+            Some("service_completed_successfully")
+        );
+    }
     let mas = &yaml["services"][stack::MAS];
     assert_eq!(
         mas["depends_on"]["mas-migrate"]["condition"].as_str(),

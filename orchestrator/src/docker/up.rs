@@ -272,7 +272,7 @@ async fn start(engine: &Engine, name: &str) -> Result<(), DockerError> {
 /// data already there is left as it is. Runs the service's own image as root with its
 /// `chown` whenever the service's container is created (not recreated: its volume was given
 /// before the container first ran), so a run interrupted in between converges on the next.
-fn volume_owner(spec: &ContainerSpec) -> ContainerSpec {
+pub(super) fn volume_owner(spec: &ContainerSpec) -> ContainerSpec {
     let mut entrypoint = vec!["/bin/chown".to_owned(), spec.user.clone()];
     entrypoint.extend(spec.volumes.iter().map(|v| v.target.clone()));
     let mut labels = spec.labels.clone();
