@@ -16,8 +16,8 @@ use tokio::task::JoinSet;
 use tokio::time::{timeout, Instant};
 
 use crate::config::HealthCheck;
-use crate::pool::Upstream;
-use crate::state::Shared;
+use crate::pool::{Pool, Upstream};
+use crate::state::{Router, Shared};
 
 /// How often the checker looks for checks that are due.
 const TICK: Duration = Duration::from_millis(100);
@@ -48,25 +48,20 @@ impl BackgroundService for HealthChecker {
             let router = self.shared.router.load_full();
             let now = Instant::now();
             let mut present = Vec::new();
-            for (pool, settings) in router.pools.iter().zip(&router.settings.pools) {
-                let Some(check) = &settings.health_check else {
+            for (pool, check, upstream) in checked(&router) {
+                let key = (pool.backend.clone(), upstream.addr);
+                present.push(key.clone());
+                let tracker = trackers.entry(key.clone()).or_default();
+                if tracker.running || tracker.next_due.is_some_and(|due| due > now) {
                     continue;
-                };
-                for upstream in pool.upstreams() {
-                    let key = (pool.backend.clone(), upstream.addr);
-                    present.push(key.clone());
-                    let tracker = trackers.entry(key.clone()).or_default();
-                    if tracker.running || tracker.next_due.is_some_and(|due| due > now) {
-                        continue;
-                    }
-                    tracker.running = true;
-                    tracker.next_due = Some(now + check.interval);
-                    let check = check.clone();
-                    running.spawn(async move {
-                        let result = probe(upstream.addr, &check).await;
-                        (key, upstream, check, result)
-                    });
                 }
+                tracker.running = true;
+                tracker.next_due = Some(now + check.interval);
+                let check = check.clone();
+                running.spawn(async move {
+                    let result = probe(upstream.addr, &check).await;
+                    (key, upstream, check, result)
+                });
             }
             trackers.retain(|key, t| t.running || present.contains(key));
 
@@ -101,17 +96,12 @@ pub async fn first_round(shared: &Shared) {
     let router = shared.router.load_full();
     let started = Instant::now();
     let mut probes = JoinSet::new();
-    for (pool, settings) in router.pools.iter().zip(&router.settings.pools) {
-        let Some(check) = &settings.health_check else {
-            continue;
-        };
-        for upstream in pool.upstreams() {
-            let (check, backend) = (check.clone(), pool.backend.clone());
-            probes.spawn(async move {
-                let result = probe(upstream.addr, &check).await;
-                (backend, upstream, result)
-            });
-        }
+    for (pool, check, upstream) in checked(&router) {
+        let (check, backend) = (check.clone(), pool.backend.clone());
+        probes.spawn(async move {
+            let result = probe(upstream.addr, &check).await;
+            (backend, upstream, result)
+        });
     }
     let (mut checked, mut up) = (0, 0);
     while let Some(joined) = probes.join_next().await {
@@ -137,6 +127,20 @@ pub async fn first_round(shared: &Shared) {
     if checked > 0 {
         tracing::info!(up, checked, took = ?started.elapsed(), "first health checks done");
     }
+}
+
+/// Every server of a pool that has a health check, with its pool and check.
+fn checked(router: &Router) -> impl Iterator<Item = (&Pool, &HealthCheck, Arc<Upstream>)> {
+    router
+        .pools
+        .iter()
+        .zip(&router.settings.pools)
+        .filter_map(|(pool, settings)| Some((pool.as_ref(), settings.health_check.as_ref()?)))
+        .flat_map(|(pool, check)| {
+            pool.upstreams()
+                .into_iter()
+                .map(move |upstream| (pool, check, upstream))
+        })
 }
 
 /// Whether a health check's status counts as a pass, as HAProxy's `httpchk` counts 2xx and
