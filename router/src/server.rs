@@ -32,17 +32,10 @@ pub struct ProcessOptions {
 /// sockets are taken (or, in an upgrade, received) only once the pools know their servers.
 pub fn build(settings: Settings, process: &ProcessOptions) -> Result<Server, String> {
     let listeners = settings.listeners;
-    let listening = [
-        (Listener::Synapse, "synapse", listeners.synapse),
-        (Listener::Blackhole, "blackhole", listeners.blackhole),
-        (Listener::WellKnown, "well_known", listeners.well_known),
-        (Listener::Metrics, "metrics", listeners.metrics),
-        (Listener::Startup, "startup", listeners.startup),
-    ];
     // Pingora retries a taken address for 30 s and then serves without that listener: say
     // it now and exit instead. In an upgrade the sockets come from the running process.
     if !process.upgrade {
-        for (_, key, addr) in listening {
+        for (key, addr) in listeners.by_key() {
             let Some(addr) = addr else { continue };
             std::net::TcpListener::bind(addr)
                 .map_err(|e| format!("listeners.{key}: cannot listen on {addr}: {e}"))?;
@@ -79,7 +72,13 @@ pub fn build(settings: Settings, process: &ProcessOptions) -> Result<Server, Str
     server.bootstrap();
     let conf = server.configuration.clone();
 
-    for (listener, _, addr) in listening {
+    for (listener, addr) in [
+        (Listener::Synapse, listeners.synapse),
+        (Listener::Blackhole, listeners.blackhole),
+        (Listener::WellKnown, listeners.well_known),
+        (Listener::Metrics, listeners.metrics),
+        (Listener::Startup, listeners.startup),
+    ] {
         let Some(addr) = addr else { continue };
         let frontend = Frontend::new(listener, shared.clone());
         let mut service = http_proxy_service_with_name(&conf, frontend, listener.frontend());

@@ -71,6 +71,19 @@ pub struct Listeners {
     pub startup: Option<SocketAddr>,
 }
 
+impl Listeners {
+    /// Each listener's address under its key in `listeners:`.
+    pub fn by_key(&self) -> [(&'static str, Option<SocketAddr>); 5] {
+        [
+            ("synapse", self.synapse),
+            ("blackhole", self.blackhole),
+            ("well_known", self.well_known),
+            ("metrics", self.metrics),
+            ("startup", self.startup),
+        ]
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub connect: Duration,
@@ -400,13 +413,7 @@ impl Checker<'_> {
 
         // Two listeners on one port overlap when their addresses are equal or either is the
         // wildcard of its family.
-        let all = [
-            ("synapse", listeners.synapse),
-            ("blackhole", listeners.blackhole),
-            ("well_known", listeners.well_known),
-            ("metrics", listeners.metrics),
-            ("startup", listeners.startup),
-        ];
+        let all = listeners.by_key();
         for (i, (name_a, a)) in all.iter().enumerate() {
             for (name_b, b) in &all[i + 1..] {
                 if let (Some(a), Some(b)) = (a, b) {
